@@ -79,6 +79,22 @@ class Settings(BaseSettings):
     model_alias: str = Field(default="champion", description="Registry alias the predictor serves.")
     experiment_name: str = Field(default="fraud-detection", description="MLflow experiment for training runs.")
 
+    # --- data sources ------------------------------------------------------------------------------------
+    kaggle_username: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAGGLE_USERNAME", "kaggle_username"),
+        description="Kaggle user for the `kaggle://` source (or ~/.kaggle/kaggle.json).",
+    )
+    kaggle_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAGGLE_KEY", "kaggle_key"),
+        description="Kaggle API key for the `kaggle://` source.",
+    )
+    kaggle_api_url: str = Field(
+        default="https://www.kaggle.com/api/v1", description="Kaggle REST API base URL."
+    )
+    http_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait on an HTTP(S) data source.")
+
     # --- local stack -------------------------------------------------------------------------------------
     stack_host: str = Field(
         default="127.0.0.1", description="Address every local-stack server binds to (loopback only)."

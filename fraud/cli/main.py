@@ -1,21 +1,79 @@
-"""Entry point of `fraudctl`; subcommand groups are added in their own modules."""
+"""Entry point of `fraudctl`: global options, error handling and the subcommand groups.
+
+User errors (`FraudError`) end the process with a one-line reason and the error's exit code, never a traceback;
+`-v` turns on progress logs and `FRAUD_DEBUG=1` shows tracebacks for bug reports.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import Annotated
+
+import click
 import typer
+
+from fraud.cli import data, stack
+from fraud.cli.ui import configure_logging, err_console
+from fraud.errors import FraudError
+
+EPILOG = """Examples:
+
+  fraudctl up                                   start S3 + MLflow on 127.0.0.1 (state in .fraud/)
+
+  fraudctl data generate --rows 1000000 --output data/paysim.parquet
+
+  fraudctl data ingest --source data/paysim.parquet
+
+  fraudctl data profile data/paysim.parquet --plot profile.png
+
+  fraudctl status && fraudctl down
+"""
 
 app = typer.Typer(
     name="fraudctl",
-    help="Real-time fraud detection platform: local stack, data, training pipeline, serving.",
+    help="Real-time fraud detection platform: local stack, PaySim data, training pipeline, serving.",
+    epilog=EPILOG,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
+@app.callback()
+def _global(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (-v info, -vv debug).")
+    ] = 0,
+) -> None:
+    configure_logging(verbose)
+
+
+stack.register(app)
+app.add_typer(data.app, name="data")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI in-process and return its exit code (tests call this instead of a subprocess)."""
+    """Run the CLI in-process and return its exit code (tests call this instead of spawning a process)."""
     try:
-        app(args=argv, standalone_mode=False)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+        result = app(args=argv, prog_name="fraudctl", standalone_mode=False)
+    except FraudError as exc:
+        if os.environ.get("FRAUD_DEBUG"):
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    except click.ClickException as exc:
+        exc.show(file=sys.stderr)
+        return exc.exit_code
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""`fraudctl up | down | status`: the local stack (SeaweedFS S3 + MLflow) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from fraud.cli.ui import console, err_console
+from fraud.settings import get_settings, reset_settings
+from fraud.stack.local import LocalStack, StackStatus
+
+
+def _print_status(status: StackStatus) -> None:
+    table = Table("service", "state", "pid", "address")
+    for service in status.services:
+        state = "[green]healthy[/]" if service.healthy else ("[yellow]starting[/]" if service.pid else "[red]down[/]")
+        table.add_row(service.name, state, str(service.pid or "-"), service.url)
+    console.print(table)
+    console.print(f"MLflow UI:   [bold]{status.mlflow_ui}[/]")
+    console.print(f"S3 endpoint: {status.s3_endpoint}   state in {status.home}")
+
+
+def up() -> int:
+    """Start the local stack (S3 store + MLflow server) and wait until both are healthy; idempotent."""
+    stack = LocalStack(get_settings())
+    with err_console.status("starting the local stack…") as spinner:
+        status = stack.up(on_event=lambda message: spinner.update(message))
+    reset_settings()
+    _print_status(status)
+    return 0 if status.ok else 1
+
+
+def down() -> int:
+    """Stop what `fraudctl up` started (and nothing else); keeps the data."""
+    stopped = LocalStack(get_settings()).down()
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    return 0
+
+
+def status() -> int:
+    """Show what runs where, with the MLflow UI URL; exits 1 when a service is down."""
+    current = LocalStack(get_settings()).status()
+    _print_status(current)
+    if not current.ok:
+        err_console.print("[red]the local stack is not fully up[/]: run `fraudctl up`")
+    return 0 if current.ok else 1
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up)
+    app.command("down")(down)
+    app.command("status")(status)
