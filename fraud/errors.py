@@ -74,6 +74,10 @@ class PipelineError(FraudError):
     exit_code = 7
 
 
+class EvaluationError(PipelineError):
+    """Scores, labels or evaluation settings cannot give a metric or a threshold (e.g. a block without fraud)."""
+
+
 class RegistryError(FraudError):
     """The MLflow registry has no such model, version or alias, or refused an operation."""
 

@@ -78,12 +78,8 @@ _DECISION_TIME: tuple[FeatureDef, ...] = (
     FeatureDef("oldbalanceDest", "destination balance before the transaction", ("oldbalanceDest",)),
     FeatureDef("orig_balance_zero", "1 when the origin balance is 0 before the transaction", ("oldbalanceOrg",)),
     FeatureDef("dest_balance_zero", "1 when the destination balance is 0 before", ("oldbalanceDest",)),
-    FeatureDef(
-        "amount_vs_orig_balance", "amount divided by the origin balance before", ("amount", "oldbalanceOrg")
-    ),
-    FeatureDef(
-        "drains_origin", "1 when the amount equals the whole origin balance", ("amount", "oldbalanceOrg")
-    ),
+    FeatureDef("amount_vs_orig_balance", "amount divided by the origin balance before", ("amount", "oldbalanceOrg")),
+    FeatureDef("drains_origin", "1 when the amount equals the whole origin balance", ("amount", "oldbalanceOrg")),
 )
 DEFINITIONS: dict[FeatureSetName, tuple[FeatureDef, ...]] = {
     "strict": _STRICT,
@@ -217,7 +213,7 @@ def type_codes(values: ArrayLike, categories: Sequence[str]) -> np.ndarray:
     if bad.size:
         index = int(bad[0])
         raise DataValidationError(
-            f"unknown type {array[index]!r}; expected one of {', '.join(categories)}", column="type", row=index
+            f"unknown type {str(array[index])!r}; expected one of {', '.join(categories)}", column="type", row=index
         )
     return codes_np
 

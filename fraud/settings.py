@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     model_name: str = Field(default="fraud-detector", description="MLflow registered model name.")
     model_alias: str = Field(default="champion", description="Registry alias the predictor serves.")
     experiment_name: str = Field(default="fraud-detection", description="MLflow experiment for training runs.")
+    image: str = Field(
+        default="localhost:5001/fraud-platform:0.1.0",
+        description="Project image: base image of every KFP component and of the predictor (kind's local registry).",
+    )
 
     # --- data sources ------------------------------------------------------------------------------------
     kaggle_username: str | None = Field(
@@ -90,9 +94,7 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("KAGGLE_KEY", "kaggle_key"),
         description="Kaggle API key for the `kaggle://` source.",
     )
-    kaggle_api_url: str = Field(
-        default="https://www.kaggle.com/api/v1", description="Kaggle REST API base URL."
-    )
+    kaggle_api_url: str = Field(default="https://www.kaggle.com/api/v1", description="Kaggle REST API base URL.")
     http_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait on an HTTP(S) data source.")
 
     # --- local stack -------------------------------------------------------------------------------------
@@ -104,6 +106,9 @@ class Settings(BaseSettings):
     seaweed_master_port: int = Field(default=9333, ge=1, le=55535, description="SeaweedFS master port.")
     seaweed_volume_port: int = Field(default=9340, ge=1, le=55535, description="SeaweedFS volume port.")
     seaweed_filer_port: int = Field(default=8888, ge=1, le=55535, description="SeaweedFS filer port.")
+    seaweed_admin_port: int = Field(
+        default=23646, ge=1, le=55535, description="SeaweedFS admin server port (`weed mini` always starts it)."
+    )
     stack_start_timeout: float = Field(
         default=120.0, gt=0, description="Seconds `fraudctl up` waits for a server to become healthy."
     )

@@ -52,9 +52,7 @@ def generate(
         1_000_000
     ),
     seed: Annotated[int, typer.Option(help="Random seed; the same seed always gives the same file.")] = 0,
-    scenario: Annotated[
-        str, typer.Option(help="Named scenario preset (see `fraudctl data scenarios`).")
-    ] = "baseline",
+    scenario: Annotated[str, typer.Option(help="Named scenario preset (see `fraudctl data scenarios`).")] = "baseline",
     param: Annotated[
         list[str] | None,
         typer.Option("--param", "-p", help="Scenario parameter KEY=VALUE; repeat for several."),
@@ -128,7 +126,9 @@ def ingest(
         console.print_json(json.dumps(manifest.model_dump()))
         return
     state = "already in the store (identical content), nothing uploaded" if result.already_present else "stored"
-    console.print(f"[green]✓[/] {manifest.rows:,} rows, {manifest.positives:,} fraud ({manifest.positive_rate:.3%}): {state}")
+    console.print(
+        f"[green]✓[/] {manifest.rows:,} rows, {manifest.positives:,} fraud ({manifest.positive_rate:.3%}): {state}"
+    )
     console.print(f"  data      {manifest.data_uri}")
     console.print(f"  manifest  {result.manifest_uri}")
     console.print(f"  steps     {manifest.time_min}..{manifest.time_max}   fingerprint {manifest.fingerprint[:16]}")

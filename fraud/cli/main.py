@@ -13,7 +13,7 @@ from typing import Annotated
 import click
 import typer
 
-from fraud.cli import data, stack
+from fraud.cli import data, pipeline, stack
 from fraud.cli.ui import configure_logging, err_console
 from fraud.errors import FraudError
 
@@ -52,6 +52,7 @@ def _global(
 
 stack.register(app)
 app.add_typer(data.app, name="data")
+app.add_typer(pipeline.app, name="pipeline")
 
 
 def main(argv: list[str] | None = None) -> int:

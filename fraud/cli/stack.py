@@ -24,7 +24,7 @@ def up() -> int:
     """Start the local stack (S3 store + MLflow server) and wait until both are healthy; idempotent."""
     stack = LocalStack(get_settings())
     with err_console.status("starting the local stack…") as spinner:
-        status = stack.up(on_event=lambda message: spinner.update(message))
+        status = stack.up(on_event=spinner.update)
     reset_settings()
     _print_status(status)
     return 0 if status.ok else 1

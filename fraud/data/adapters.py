@@ -72,6 +72,14 @@ class DatasetAdapter(ABC):
             DataValidationError: naming the column, the row and the problem.
         """
 
+    def normalize_table(self, table: pa.Table, batch_rows: int = 1_000_000) -> pa.Table:
+        """`normalize` over a whole table, keeping row numbers right across batches."""
+        batches, first_row = [], 1
+        for batch in table.to_batches(max_chunksize=batch_rows):
+            batches.append(self.normalize(batch, first_row))
+            first_row += batch.num_rows
+        return pa.Table.from_batches(batches, schema=self.arrow_schema)
+
     def positives(self, batch: pa.RecordBatch) -> int:
         """Number of positive labels in a canonical batch."""
         return int(pc.sum(batch.column(self.label)).as_py() or 0)

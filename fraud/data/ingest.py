@@ -115,7 +115,9 @@ class _Written:
     time_max: int
 
 
-def _write_validated(batches: Iterator[pa.RecordBatch], adapter: DatasetAdapter, target: Path, on_rows: RowsFn | None) -> _Written:
+def _write_validated(
+    batches: Iterator[pa.RecordBatch], adapter: DatasetAdapter, target: Path, on_rows: RowsFn | None
+) -> _Written:
     fingerprint = Fingerprinter(adapter.arrow_schema)
     positives = 0
     time_min, time_max = None, None
@@ -177,7 +179,9 @@ def ingest(
     try:
         batches = source_batches(parsed, adapter, settings, staging / "download", on_download, on_generated)
         written = _write_validated(batches, adapter, staging / "data.parquet", on_rows)
-        log.info("validated %d rows (%d positive), fingerprint %s", written.rows, written.positives, written.fingerprint)
+        log.info(
+            "validated %d rows (%d positive), fingerprint %s", written.rows, written.positives, written.fingerprint
+        )
         prefix = dataset_prefix(settings, dataset, written.fingerprint)
         manifest_uri = prefix.child("manifest.json")
         existing = find_manifest(store, settings, dataset, written.fingerprint)

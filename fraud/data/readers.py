@@ -66,7 +66,7 @@ def _open_csv_bytes(path: Path, *, native: bool = True) -> Iterator[IO[bytes]]:
                 yield member
         return
     if not native:
-        with (gzip.open(path, "rb") if name.endswith(".gz") else path.open("rb")) as handle:
+        with gzip.open(path, "rb") if name.endswith(".gz") else path.open("rb") as handle:
             yield handle
         return
     stream = pa.input_stream(str(path), compression="gzip" if name.endswith(".gz") else None)
@@ -117,8 +117,7 @@ def _csv_batches(path: Path, adapter: DatasetAdapter) -> Iterator[pa.RecordBatch
                     column_types=text_types, strings_can_be_null=False, quoted_strings_can_be_null=False
                 ),
             )
-            for batch in reader:
-                yield batch
+            yield from reader
         except pa.ArrowInvalid as exc:
             if "CSV parse error" in str(exc):
                 raise _locate_malformed_row(path, len(names)) from exc
@@ -136,8 +135,7 @@ def _parquet_batches(path: Path, adapter: DatasetAdapter) -> Iterator[pa.RecordB
     if sorted(names) != sorted(adapter.header):
         adapter.check_header(names, path.name)
     try:
-        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=list(adapter.header)):
-            yield batch
+        yield from parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=list(adapter.header))
     except (pa.ArrowInvalid, OSError) as exc:
         raise SourceError(f"cannot read '{path}': {exc} (is the file complete?)") from exc
 

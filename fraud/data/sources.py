@@ -56,7 +56,7 @@ class Source:
         return self.location
 
 
-def parse_source(text: str) -> Source:
+def parse_source(text: str) -> Source:  # noqa: PLR0911 - one return per kind of source reads best
     """Classify a source string.
 
     Raises:

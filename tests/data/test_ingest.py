@@ -10,6 +10,7 @@ import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pyarrow.parquet as pq
 import pytest
@@ -29,7 +30,7 @@ STEP1 = SAMPLES / "paysim_head_step1.csv"
 class _Files(BaseHTTPRequestHandler):
     """A tiny file server standing in for a web host and, with a password, for Kaggle's download API."""
 
-    routes: dict[str, bytes] = {}
+    routes: ClassVar[dict[str, bytes]] = {}
     auth: str | None = None
 
     def do_GET(self) -> None:
@@ -161,4 +162,3 @@ def test_generator_source_keeps_a_local_copy_for_the_pipeline(stack: Settings, t
 def test_unknown_scheme_is_refused_before_anything_happens(stack: Settings) -> None:
     with pytest.raises(SourceError, match="unknown source scheme 'ftp://'"):
         ingest("ftp://example.org/paysim.csv", stack)
-

@@ -140,7 +140,7 @@ def test_bad_value_names_column_row_and_problem(tmp_path: Path, bad_row: str, co
 def test_cut_off_last_row_is_reported_as_truncation(tmp_path: Path) -> None:
     path = tmp_path / "cut.csv"
     path.write_text("\n".join([HEADER, GOOD_ROW, GOOD_ROW]) + "\n" + GOOD_ROW[:25])
-    with pytest.raises(DataValidationError, match="row 3: has 4 fields, expected 11 .*cut off") as caught:
+    with pytest.raises(DataValidationError, match=r"row 3: has 4 fields, expected 11 .*cut off") as caught:
         read_all(path)
     assert caught.value.row == 3
 
@@ -190,5 +190,5 @@ def test_unreadable_inputs_say_what_is_wrong(tmp_path: Path) -> None:
     with zipfile.ZipFile(two, "w") as archive:
         archive.writestr("a.csv", HEADER)
         archive.writestr("b.csv", HEADER)
-    with pytest.raises(SourceError, match="exactly one .csv file, found 2"):
+    with pytest.raises(SourceError, match=r"exactly one \.csv file, found 2"):
         read_all(two)

@@ -1,0 +1,40 @@
+"""KFP component: register the model version, move aliases through the champion gate, close the MLflow run."""
+
+from typing import NamedTuple
+
+from kfp.dsl import Artifact, Dataset, Input, Model
+
+from components.base import project_component
+
+
+@project_component
+def register(
+    model: Input[Model],
+    feature_spec: Input[Artifact],
+    evaluation: Input[Artifact],
+    test: Input[Dataset],
+    run_id: str,
+) -> NamedTuple("Registration", [("version", str), ("aliases", str), ("promoted", bool)]):  # type: ignore[valid-type]
+    from collections import namedtuple
+    from pathlib import Path
+
+    from fraud.jobs import register as job
+    from fraud.jobs.runtime import start_step
+
+    settings = start_step("register")
+    outcome = job.run(
+        settings,
+        model_dir=Path(model.path),
+        spec_path=Path(feature_spec.path),
+        evaluation_dir=Path(evaluation.path),
+        test_path=Path(test.path),
+        run_id=run_id,
+    )
+    result = namedtuple("Registration", ["version", "aliases", "promoted"])
+    return result(outcome.version, ",".join(outcome.aliases), outcome.gate.promote)
+
+
+if __name__ == "__main__":
+    from kfp import compiler
+
+    compiler.Compiler().compile(register, "register_component.yaml")

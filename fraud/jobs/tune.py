@@ -1,0 +1,67 @@
+"""Pipeline step 3: the Optuna study over the model families; the best model becomes the step's Model artifact."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import mlflow
+
+from fraud.features import FeatureSpec
+from fraud.jobs.preprocess import read_block
+from fraud.modeling import save_native
+from fraud.registry import connect
+from fraud.settings import Settings
+from fraud.tuning import TrialSummary, TuneConfig, TuneResult, tune
+
+log = logging.getLogger(__name__)
+
+
+def _log_trial(trial: TrialSummary) -> None:
+    log.info("trial %s", trial)
+
+
+def run(
+    settings: Settings,
+    *,
+    train_path: Path,
+    valid_path: Path,
+    spec_path: Path,
+    model_dir: Path,
+    config: TuneConfig,
+    run_id: str | None,
+) -> TuneResult:
+    spec = FeatureSpec.from_json(spec_path.read_text())
+    train = read_block(train_path, spec)
+    valid = read_block(valid_path, spec)
+    work = model_dir.parent / f"{model_dir.name}-tuning"
+    if run_id:
+        connect(settings)
+    result = tune(
+        train.features,
+        train.labels,
+        valid.features,
+        valid.labels,
+        spec.names,
+        config,
+        mlflow_parent_run_id=run_id,
+        out_dir=work,
+        on_trial=_log_trial,
+    )
+    save_native(result.model, model_dir)
+    summary = {
+        "family": result.family,
+        "params": result.params,
+        "validation_average_precision": result.best_value,
+        "trials_complete": result.n_complete,
+        "trials_pruned": result.n_pruned,
+        "trials_failed": result.n_failed,
+        "negative_sample_rate": result.negative_sample_rate,
+    }
+    (model_dir / "tuning.json").write_text(json.dumps(summary, indent=2, default=str))
+    log.info("best: %s with validation AP %.4f", result.family, result.best_value)
+    if run_id:
+        with mlflow.start_run(run_id=run_id):
+            mlflow.set_tag("model_family", result.family)
+    return result

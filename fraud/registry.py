@@ -1,0 +1,120 @@
+"""MLflow tracking and registry: the experiment, the registered model and its aliases.
+
+Aliases carry the life cycle: ``challenger`` is the newest candidate, ``champion`` serves stable traffic.
+Promotion moves an alias; no version, run or alias target is ever deleted, so any past model can be served
+again by pointing an alias back at it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import mlflow
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from fraud.errors import RegistryError
+from fraud.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+
+
+def connect(settings: Settings) -> MlflowClient:
+    """Point MLflow at the configured server and return a client."""
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    return MlflowClient(tracking_uri=settings.tracking_uri)
+
+
+def experiment_id(settings: Settings) -> str:
+    """The training experiment, created on first use."""
+    client = connect(settings)
+    try:
+        found = client.get_experiment_by_name(settings.experiment_name)
+        if found is not None:
+            return str(found.experiment_id)
+        return str(client.create_experiment(settings.experiment_name))
+    except MlflowException as exc:
+        raise RegistryError(
+            f"MLflow at {settings.tracking_uri} refused the experiment '{settings.experiment_name}' ({exc.message}); "
+            "is it running (`fraudctl status`)?"
+        ) from exc
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version an alias points at, or None when the model or the alias does not exist yet."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}:
+            return None
+        raise RegistryError(f"cannot read alias '{alias}' of '{name}': {exc.message}") from exc
+
+
+def ensure_registered_model(client: MlflowClient, name: str, description: str) -> None:
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description=description)
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Outcome of the champion gate, logged with the run."""
+
+    promote: bool
+    reason: str
+    challenger_score: float
+    champion_version: str | None
+    champion_score: float | None
+
+    def as_metrics(self) -> dict[str, float]:
+        metrics = {
+            "gate_challenger_test_average_precision": self.challenger_score,
+            "gate_promoted": float(self.promote),
+        }
+        if self.champion_score is not None:
+            metrics["gate_champion_test_average_precision"] = self.champion_score
+        return metrics
+
+
+def decide_champion(
+    challenger_score: float,
+    champion_score: float | None,
+    champion_version: str | None,
+    *,
+    min_improvement: float = 0.0,
+) -> GateDecision:
+    """Promote the challenger when there is no champion, or when it beats the champion on the same test block.
+
+    Both scores must come from the same rows; a tie keeps the current champion (no churn without evidence).
+    """
+    if champion_version is None or champion_score is None:
+        return GateDecision(True, "no champion yet", challenger_score, None, None)
+    if challenger_score > champion_score + min_improvement:
+        reason = (
+            f"challenger average precision {challenger_score:.4f} beats champion v{champion_version} "
+            f"{champion_score:.4f} on the same test block"
+        )
+        return GateDecision(True, reason, challenger_score, champion_version, champion_score)
+    reason = (
+        f"champion v{champion_version} keeps the alias: {champion_score:.4f} vs challenger {challenger_score:.4f} "
+        "average precision on the same test block"
+    )
+    return GateDecision(False, reason, challenger_score, champion_version, champion_score)
+
+
+def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
+    try:
+        client.set_registered_model_alias(name, alias, version)
+    except MlflowException as exc:
+        raise RegistryError(f"cannot point alias '{alias}' of '{name}' at version {version}: {exc.message}") from exc
+    log.info("alias %s of %s → version %s", alias, name, version)
+
+
+def aliases_of(client: MlflowClient, name: str, version: str) -> list[str]:
+    return sorted(client.get_model_version(name, version).aliases)
