@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -190,7 +191,10 @@ def run_local(
         raise_on_error=True,
     )
     started = time.monotonic()
-    with log_path.open("w") as log_file, _environment(settings.server_env()):
+    with log_path.open("w") as log_file, _environment(settings.server_env()), warnings.catch_warnings():
+        # kfp.local warns that the project image is not a stock Python image; here the steps run in this very
+        # environment, which is what that image holds.
+        warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*", category=RuntimeWarning)
         tracker = _StepTracker(log_file=log_file, on_event=on_event, echo=echo)
         try:
             with contextlib.redirect_stdout(tracker):  # type: ignore[type-var]

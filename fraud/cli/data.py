@@ -160,7 +160,7 @@ def profile(
     ] = None,
     summary: Annotated[bool, typer.Option(help="Print only failed checks and a one-line verdict.")] = False,
     strict: Annotated[bool, typer.Option(help="Exit with status 1 when any check fails.")] = False,
-) -> int:
+) -> None:
     """Compare a dataset's statistics with the published PaySim log (the generator's parity report)."""
     from fraud.data.profile import compare
     from fraud.data.profile import profile as compute_profile
@@ -198,4 +198,5 @@ def profile(
             console.print(table)
         colour = "green" if not failed else "yellow"
         console.print(f"[{colour}]{len(checks) - len(failed)}/{len(checks)} checks within tolerance[/]")
-    return 1 if strict and failed else 0
+    if strict and failed:
+        raise typer.Exit(1)

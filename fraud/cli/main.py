@@ -10,7 +10,6 @@ import os
 import sys
 from typing import Annotated
 
-import click
 import typer
 
 from fraud.cli import data, pipeline, stack
@@ -37,6 +36,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -56,23 +56,21 @@ app.add_typer(pipeline.app, name="pipeline")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI in-process and return its exit code (tests call this instead of spawning a process)."""
+    """Run the CLI in-process and return its exit code (tests call this instead of spawning a process).
+
+    Typer's standalone mode prints usage errors and turns `typer.Exit` into `SystemExit`; what is left to
+    handle here are the platform's own errors, printed as one line.
+    """
     try:
-        result = app(args=argv, prog_name="fraudctl", standalone_mode=False)
+        app(args=argv, prog_name="fraudctl", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except FraudError as exc:
         if os.environ.get("FRAUD_DEBUG"):
             raise
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        return 130
-    except click.ClickException as exc:
-        exc.show(file=sys.stderr)
-        return exc.exit_code
-    return result if isinstance(result, int) else 0
+    return 0
 
 
 def run() -> None:

@@ -152,10 +152,10 @@ def _print_summary(outcome: Any) -> None:
     console.print(f"  gate: {outcome.gate_reason}")
     for note in outcome.notes:
         console.print(f"  [yellow]note:[/] {note}")
-    console.print(f"  MLflow run:   {outcome.run_url}")
-    console.print(f"  model:        {outcome.model_url}")
+    console.print(f"  MLflow run:   {outcome.run_url}", soft_wrap=True)
+    console.print(f"  model:        {outcome.model_url}", soft_wrap=True)
     console.print("  step times:   " + ", ".join(f"{k} {v:.0f}s" for k, v in outcome.durations.items()))
-    console.print(f"  full log:     {outcome.log_path}")
+    console.print(f"  full log:     {outcome.log_path}", soft_wrap=True)
 
 
 @app.command("compile")

@@ -20,30 +20,30 @@ def _print_status(status: StackStatus) -> None:
     console.print(f"S3 endpoint: {status.s3_endpoint}   state in {status.home}")
 
 
-def up() -> int:
+def up() -> None:
     """Start the local stack (S3 store + MLflow server) and wait until both are healthy; idempotent."""
     stack = LocalStack(get_settings())
     with err_console.status("starting the local stack…") as spinner:
         status = stack.up(on_event=spinner.update)
     reset_settings()
     _print_status(status)
-    return 0 if status.ok else 1
+    if not status.ok:
+        raise typer.Exit(1)
 
 
-def down() -> int:
+def down() -> None:
     """Stop what `fraudctl up` started (and nothing else); keeps the data."""
     stopped = LocalStack(get_settings()).down()
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
-    return 0
 
 
-def status() -> int:
+def status() -> None:
     """Show what runs where, with the MLflow UI URL; exits 1 when a service is down."""
     current = LocalStack(get_settings()).status()
     _print_status(current)
     if not current.ok:
         err_console.print("[red]the local stack is not fully up[/]: run `fraudctl up`")
-    return 0 if current.ok else 1
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -18,10 +18,6 @@ from fraud.tuning import TrialSummary, TuneConfig, TuneResult, tune
 log = logging.getLogger(__name__)
 
 
-def _log_trial(trial: TrialSummary) -> None:
-    log.info("trial %s", trial)
-
-
 def run(
     settings: Settings,
     *,
@@ -47,7 +43,6 @@ def run(
         config,
         mlflow_parent_run_id=run_id,
         out_dir=work,
-        on_trial=_log_trial,
     )
     save_native(result.model, model_dir)
     summary = {

@@ -108,12 +108,16 @@ def test_malformed_file_leaves_nothing_in_the_store(stack: Settings, tmp_path: P
     assert not list((stack.home_dir / "staging").iterdir()), "staging files must be cleaned up"
 
 
-def test_s3_object_source(stack: Settings) -> None:
+def test_s3_object_source(stack: Settings, tmp_path: Path) -> None:
+    # content no other test ingests (the first 1,000 rows), so this ingest is new and records its source
+    head = tmp_path / "paysim_head1000.csv"
+    head.write_text("\n".join(STEP1.read_text().splitlines()[:1001]) + "\n")
     store = ObjectStore.from_settings(stack)
-    uri = S3Uri(stack.data_bucket, "incoming/paysim_step1.csv")
-    store.upload_file(STEP1, uri)
+    uri = S3Uri(stack.data_bucket, "incoming/paysim_head1000.csv")
+    store.upload_file(head, uri)
     result = ingest(str(uri), stack)
-    assert result.manifest.rows == 2_688
+    assert not result.already_present
+    assert result.manifest.rows == 1_000
     assert result.manifest.source == str(uri)
 
 

@@ -1,0 +1,94 @@
+"""Wall time per step and peak memory of the local training pipeline, generate → registered model.
+
+Starts its own local stack (own state directory and ports, so it never touches `.fraud/`), then runs the whole
+pipeline through kfp.local for each size. Each pipeline step is a child process, so peak memory is the largest
+resident set of any child (RUSAGE_CHILDREN), next to this driver's own.
+
+    .venv/bin/python benchmarks/pipeline.py --sizes 1000000 6362620 --trials 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fraud.settings import load_settings, reset_settings  # noqa: E402
+from fraud.stack.local import LocalStack  # noqa: E402
+from pipelines.runner import run_local  # noqa: E402
+
+
+def _free_port(taken: set[int]) -> int:
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port < 30000 and port not in taken and port + 10000 not in taken:
+            with socket.socket() as grpc:
+                try:
+                    grpc.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            taken.update({port, port + 10000})
+            return port
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 6_362_620], help="rows per run")
+    parser.add_argument("--trials", type=int, default=20, help="Optuna trials per run")
+    parser.add_argument("--feature-set", default="strict", choices=["strict", "decision_time"])
+    parser.add_argument("--timeout", type=float, default=0.0, help="tuning time limit in seconds (0 = none)")
+    args = parser.parse_args(argv)
+
+    taken: set[int] = set()
+    home = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    ports = {
+        name: _free_port(taken)
+        for name in ("s3_port", "mlflow_port", "seaweed_master_port", "seaweed_volume_port", "seaweed_filer_port")
+    }
+    ports["seaweed_admin_port"] = _free_port(taken)
+    settings = load_settings(home=home, **ports)
+    stack = LocalStack(settings)
+    print(f"starting a private local stack in {home} …", flush=True)
+    stack.up()
+    reset_settings()
+    settings = load_settings(home=home, **ports)
+    rows_out = []
+    try:
+        for size in args.sizes:
+            started = time.monotonic()
+            outcome = run_local(
+                settings,
+                {
+                    "source": "generator",
+                    "rows": size,
+                    "n_trials": args.trials,
+                    "timeout_s": args.timeout,
+                    "feature_set": args.feature_set,
+                },
+            )
+            wall = time.monotonic() - started
+            children_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            steps = "  ".join(f"{k} {v:6.1f}s" for k, v in outcome.durations.items())
+            rows_out.append(
+                f"{size:>10,} rows  total {wall:7.1f} s  peak child RSS {children_mb:7.0f} MB  |  {steps}  |  "
+                f"v{outcome.version} {outcome.model_family} test AP {outcome.metrics.get('test_average_precision', 0):.4f} "
+                f"AUC {outcome.metrics.get('test_roc_auc', 0):.4f}"
+            )
+            print(rows_out[-1], flush=True)
+    finally:
+        stack.down()
+    print("\nfraud-training pipeline, kfp.local SubprocessRunner, local stack, this machine")
+    print("\n".join(rows_out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
