@@ -18,4 +18,8 @@ def start_step(name: str) -> Settings:
     )
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "alembic", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # fraud.tuning logs one line per trial itself; Optuna's own INFO line would repeat it.
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     return get_settings()
