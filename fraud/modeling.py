@@ -449,7 +449,7 @@ def save_native(model: NativeModel, directory: Path) -> None:
     if isinstance(model, XGBoostModel):
         model.estimator.save_model(str(directory / model_file))
     else:
-        import joblib  # type: ignore[import-untyped]
+        import joblib
 
         joblib.dump(model.estimator, directory / model_file)
     meta = {

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -111,6 +112,54 @@ class Settings(BaseSettings):
     )
     stack_start_timeout: float = Field(
         default=120.0, gt=0, description="Seconds `fraudctl up` waits for a server to become healthy."
+    )
+
+    # --- serving -----------------------------------------------------------------------------------------
+    serve_host: str = Field(
+        default="127.0.0.1",
+        description="Address the predictor's REST and gRPC servers bind to: loopback locally, 0.0.0.0 in a pod.",
+    )
+    serve_max_batch: int = Field(
+        default=1000, ge=1, le=100_000, description="Most transactions one prediction request may carry."
+    )
+    serve_max_body_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body (declared Content-Length) the predictor reads; larger ones get 413.",
+    )
+    serve_review_threshold: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Lower edge of the review band [review, block); unset = the threshold stored with the model version. "
+            "Equal to the block threshold turns review off."
+        ),
+    )
+    serve_reasons: Literal["all", "flagged", "none"] = Field(
+        default="all",
+        description="Which transactions get reasons by default: all, only review/block ones, or none.",
+    )
+    serve_top_reasons: int = Field(default=3, ge=0, le=10, description="Reasons returned per transaction.")
+    model_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Serve this MLflow model directory (what KServe's storage initializer mounts at /mnt/models) "
+            "instead of the registry."
+        ),
+    )
+    model_version: str | None = Field(
+        default=None,
+        description=(
+            "Registry version to serve instead of the alias; with a model directory, the version reported in "
+            "answers (default: the directory's registered_model_meta, else its MLflow run id)."
+        ),
+    )
+    serve_load_retry_max: float = Field(
+        default=30.0, gt=0, description="Longest wait, in seconds, between two attempts to load the model."
+    )
+    serve_grace_period: float = Field(
+        default=30.0, gt=0, description="Seconds a stopping predictor waits for in-flight requests to finish."
     )
 
     # --- derived -----------------------------------------------------------------------------------------

@@ -369,7 +369,7 @@ def _logreg_pipeline(params: Mapping[str, Any], *, seed: int) -> Any:
 @contextmanager
 def _threads(n_jobs: int) -> Iterator[None]:
     """Cap OpenMP/BLAS threads of the scikit-learn families (they would otherwise take every core)."""
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=n_jobs):
         yield

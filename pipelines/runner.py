@@ -248,12 +248,33 @@ def compile_pipeline(output: Path) -> Path:
     return output
 
 
-def submit(host: str, package: Path, arguments: dict[str, Any], experiment: str, run_name: str | None = None) -> str:
-    """Send a compiled pipeline to a KFP cluster; returns the run id. Needs a reachable cluster."""
+def submit(
+    host: str,
+    package: Path,
+    arguments: dict[str, Any],
+    experiment: str,
+    run_name: str | None = None,
+    pipeline_root: str | None = None,
+) -> str:
+    """Send a compiled pipeline to a KFP cluster; returns the run id. Needs a reachable cluster.
+
+    The run's artifacts go to ``pipeline_root``, by default ``s3://<FRAUD_PIPELINE_BUCKET>/pipeline-root`` in the
+    platform's MinIO (`pipelines.platform.pipeline_root`). It is set per run rather than compiled into the YAML:
+    the compiled package stays portable (a KFP UI upload uses the cluster's default root), and the bucket follows
+    the same setting every other step reads. The KFP launcher resolves ``s3://`` roots to MinIO through the
+    ``providers`` entry that ``manifests/kubeflow-pipelines`` adds to its ``kfp-launcher`` ConfigMap.
+    """
     import kfp
+
+    from fraud.settings import get_settings
+    from pipelines.platform import pipeline_root as default_root
 
     client = kfp.Client(host=host)
     result = client.create_run_from_pipeline_package(
-        str(package), arguments=arguments, experiment_name=experiment, run_name=run_name
+        str(package),
+        arguments=arguments,
+        experiment_name=experiment,
+        run_name=run_name,
+        pipeline_root=pipeline_root or default_root(get_settings()),
     )
     return str(result.run_id)

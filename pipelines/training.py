@@ -14,6 +14,7 @@ from components.register import register
 from components.tune import tune
 from fraud.evaluation.thresholds import DEFAULT_REVIEW_COST
 from fraud.split import SplitBoundaries
+from pipelines.platform import use_platform_config
 
 PIPELINE_NAME = "fraud-training"
 DEFAULT_BOUNDARIES = SplitBoundaries()
@@ -74,13 +75,15 @@ def training_pipeline(
         review_share=review_share,
         run_id=run_id,
     ).set_display_name("evaluate")
-    register(
+    registered = register(
         model=tuned.outputs["model"],
         feature_spec=prepared.outputs["feature_spec"],
         evaluation=evaluated.outputs["evaluation"],
         test=prepared.outputs["test"],
         run_id=run_id,
     ).set_display_name("register")
+    for task in (landed, prepared, tuned, evaluated, registered):
+        use_platform_config(task)  # cluster runs read endpoints and keys from the chart's ConfigMap and Secret
 
 
 if __name__ == "__main__":
