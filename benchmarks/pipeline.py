@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fraud.settings import load_settings, reset_settings  # noqa: E402
-from fraud.stack.local import LocalStack  # noqa: E402
-from pipelines.runner import run_local  # noqa: E402
+from fraud.settings import load_settings, reset_settings
+from fraud.stack.local import LocalStack
+from pipelines.runner import run_local
 
 
 def _free_port(taken: set[int]) -> int:
@@ -77,10 +77,11 @@ def main(argv: list[str] | None = None) -> int:
             wall = time.monotonic() - started
             children_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             steps = "  ".join(f"{k} {v:6.1f}s" for k, v in outcome.durations.items())
+            ap = outcome.metrics.get("test_average_precision", 0.0)
+            auc = outcome.metrics.get("test_roc_auc", 0.0)
             rows_out.append(
                 f"{size:>10,} rows  total {wall:7.1f} s  peak child RSS {children_mb:7.0f} MB  |  {steps}  |  "
-                f"v{outcome.version} {outcome.model_family} test AP {outcome.metrics.get('test_average_precision', 0):.4f} "
-                f"AUC {outcome.metrics.get('test_roc_auc', 0):.4f}"
+                f"v{outcome.version} {outcome.model_family} test AP {ap:.4f} AUC {auc:.4f}"
             )
             print(rows_out[-1], flush=True)
     finally:

@@ -30,8 +30,8 @@ def register(
         test_path=Path(test.path),
         run_id=run_id,
     )
-    result = namedtuple("Registration", ["version", "aliases", "promoted"])
-    return result(outcome.version, ",".join(outcome.aliases), outcome.gate.promote)
+    Registration = namedtuple("Registration", ["version", "aliases", "promoted"])
+    return Registration(outcome.version, ",".join(outcome.aliases), outcome.gate.promote)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ def tune(
 
     from fraud.jobs import tune as job
     from fraud.jobs.runtime import start_step
+    from fraud.modeling import parse_families
     from fraud.tuning import TuneConfig
 
     settings = start_step("tune")
@@ -35,7 +36,7 @@ def tune(
             n_trials=n_trials,
             timeout=timeout_s if timeout_s > 0 else None,
             seed=seed,
-            families=tuple(f.strip() for f in families.split(",") if f.strip()),
+            families=parse_families(families),
         ),
         run_id=run_id,
     )

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -43,8 +43,8 @@ NIGHT_HOURS = (1, 7)
 RATIO_CAP = 1e4
 """Ratios are capped so one absurd value cannot dominate a linear model."""
 
-ArrayLike = np.ndarray | pa.Array | pa.ChunkedArray | Sequence[Any]
-Transactions = Mapping[str, ArrayLike] | pa.Table | pa.RecordBatch
+ArrayLike: TypeAlias = np.ndarray | pa.Array | pa.ChunkedArray | Sequence[Any]
+Transactions: TypeAlias = Mapping[str, ArrayLike] | pa.Table | pa.RecordBatch
 
 
 class StateReader(Protocol):
@@ -186,7 +186,7 @@ def fit_spec(train: pa.Table, feature_set: FeatureSetName) -> FeatureSpec:
 
 def _numeric(tx: Transactions, name: str) -> np.ndarray:
     try:
-        column = tx[name]  # type: ignore[index]
+        column = tx[name]
     except KeyError:
         raise DataValidationError("required field is missing", column=name) from None
     if isinstance(column, pa.ChunkedArray | pa.Array):
@@ -221,7 +221,7 @@ def type_codes(values: ArrayLike, categories: Sequence[str]) -> np.ndarray:
 def _rows(tx: Transactions) -> int:
     if isinstance(tx, pa.Table | pa.RecordBatch):
         return int(tx.num_rows)
-    return len(next(iter(tx.values())))  # type: ignore[arg-type]
+    return len(next(iter(tx.values())))
 
 
 def build_features(tx: Transactions, spec: FeatureSpec, state: StateReader | None = None) -> np.ndarray:
@@ -253,7 +253,7 @@ def build_features(tx: Transactions, spec: FeatureSpec, state: StateReader | Non
     put("night", (hour >= NIGHT_HOURS[0]) & (hour <= NIGHT_HOURS[1]))
     categories = spec.categories["type"]
     try:
-        raw_type = tx["type"]  # type: ignore[index]
+        raw_type = tx["type"]
     except KeyError:
         raise DataValidationError("required field is missing", column="type") from None
     codes = type_codes(raw_type, categories)

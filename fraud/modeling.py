@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, cast
 import numpy as np
 from scipy.special import expit
 
-from fraud.errors import FraudError
+from fraud.errors import ConfigError, FraudError
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -47,6 +47,20 @@ logger = logging.getLogger(__name__)
 
 Family = Literal["xgboost", "hist_gb", "logreg"]
 FAMILIES: Final[tuple[Family, ...]] = ("xgboost", "hist_gb", "logreg")
+
+
+def parse_families(text: str) -> tuple[Family, ...]:
+    """Families from a comma-separated pipeline/CLI parameter, e.g. ``"xgboost,logreg"``.
+
+    Raises:
+        ConfigError: an unknown or empty list (the message lists the valid names).
+    """
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in FAMILIES]
+    if not names or unknown:
+        raise ConfigError(f"unknown model families {unknown or names!r}; choose from {', '.join(FAMILIES)}")
+    return tuple(cast("Family", name) for name in dict.fromkeys(names))
+
 
 NATIVE_FORMAT: Final = "fraud-native-model"
 NATIVE_FORMAT_VERSION: Final = 1

@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
+from mlflow.pyfunc.model import PythonModel
 from mlflow.types.schema import ColSpec, Schema
 
 from fraud import schema
@@ -50,7 +50,7 @@ def signature_for(spec: FeatureSpec) -> ModelSignature:
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-class FraudDetectorModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class FraudDetectorModel(PythonModel):
     """Loads the native model, feature spec and thresholds stored with the version."""
 
     native: NativeModel

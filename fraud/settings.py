@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -222,7 +222,8 @@ def load_settings(**overrides: object) -> Settings:
     home = Path(str(overrides.get("home") or os.environ.get("FRAUD_HOME", ".fraud"))).expanduser()
     env_file = home / CREDENTIALS_FILE
     try:
-        return Settings(_env_file=env_file if env_file.is_file() else None, **overrides)  # type: ignore[call-arg]
+        values: dict[str, Any] = dict(overrides)
+        return Settings(_env_file=env_file if env_file.is_file() else None, **values)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()

@@ -197,7 +197,7 @@ def run_local(
         warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*", category=RuntimeWarning)
         tracker = _StepTracker(log_file=log_file, on_event=on_event, echo=echo)
         try:
-            with contextlib.redirect_stdout(tracker):  # type: ignore[type-var]
+            with contextlib.redirect_stdout(tracker):
                 training_pipeline(**arguments)
         except Exception as exc:
             step = tracker.failed or tracker.current or "pipeline"

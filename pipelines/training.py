@@ -21,7 +21,7 @@ DEFAULT_BOUNDARIES = SplitBoundaries()
 STEPS = ("ingest", "preprocess", "tune", "evaluate", "register")
 
 
-@dsl.pipeline(
+@dsl.pipeline(  # type: ignore[untyped-decorator]
     name=PIPELINE_NAME,
     description="Train, evaluate and register the fraud-detector model on PaySim-schema transactions.",
 )

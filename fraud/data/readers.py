@@ -14,7 +14,7 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -66,12 +66,13 @@ def _open_csv_bytes(path: Path, *, native: bool = True) -> Iterator[IO[bytes]]:
                 yield member
         return
     if not native:
-        with gzip.open(path, "rb") if name.endswith(".gz") else path.open("rb") as handle:
-            yield handle
+        opener = gzip.open if name.endswith(".gz") else open
+        with opener(path, "rb") as handle:
+            yield cast(IO[bytes], handle)
         return
     stream = pa.input_stream(str(path), compression="gzip" if name.endswith(".gz") else None)
     with stream:
-        yield stream  # type: ignore[misc]
+        yield stream
 
 
 def _read_header(path: Path) -> list[str]:

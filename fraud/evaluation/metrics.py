@@ -591,7 +591,7 @@ class EvaluationReport:
         return list(CONFUSION_LABELS), self.confusion().matrix()
 
 
-def evaluate_block(  # noqa: PLR0917 - the evaluate step calls it positionally, as specified
+def evaluate_block(
     scores: npt.ArrayLike,
     y: npt.ArrayLike,
     amounts: npt.ArrayLike,

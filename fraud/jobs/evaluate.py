@@ -117,18 +117,24 @@ def run(
     (output_dir / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=2))
     pq.write_table(reference_sample(valid, valid_scores, spec), output_dir / REFERENCE_FILE)
     tuning = json.loads((model_dir / "tuning.json").read_text()) if (model_dir / "tuning.json").is_file() else {}
-    blocks = {
-        "scores_by_block": {"validation": valid_scores, "test": test_scores},
-        "labels_by_block": {"validation": valid.labels, "test": test.labels},
-        "amounts_by_block": {"validation": valid.amounts, "test": test.amounts},
-    }
-    figures = build_figures(**blocks, thresholds=thresholds, feature_importance=importance)
+    scores_by_block = {"validation": valid_scores, "test": test_scores}
+    labels_by_block = {"validation": valid.labels, "test": test.labels}
+    amounts_by_block = {"validation": valid.amounts, "test": test.amounts}
+    figures = build_figures(
+        scores_by_block=scores_by_block,
+        labels_by_block=labels_by_block,
+        amounts_by_block=amounts_by_block,
+        thresholds=thresholds,
+        feature_importance=importance,
+    )
     figure_paths = save_figures(output_dir / "figures", figures)
     written = write_model_report(
         output_dir / REPORT_FILE,
         title=f"fraud-detector · {tuning.get('family', 'model')} · {spec.feature_set} features",
         reports=reports,
-        **blocks,
+        scores_by_block=scores_by_block,
+        labels_by_block=labels_by_block,
+        amounts_by_block=amounts_by_block,
         thresholds=thresholds,
         feature_importance=importance,
         notes=spec.notes,

@@ -13,7 +13,7 @@ from fraud.jobs.preprocess import read_block
 from fraud.modeling import save_native
 from fraud.registry import connect
 from fraud.settings import Settings
-from fraud.tuning import TrialSummary, TuneConfig, TuneResult, tune
+from fraud.tuning import TuneConfig, TuneResult, tune
 
 log = logging.getLogger(__name__)
 
