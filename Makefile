@@ -14,6 +14,7 @@ DEMO_ROWS ?= 1000000
 DEMO_SEED ?= 7
 DEMO_FILE ?= data/paysim-demo.parquet
 PYTEST_ARGS ?=
+CHECKOV := .tools/checkov/bin/checkov
 
 .PHONY: help venv demo test lint typecheck unit up down status clean
 
@@ -37,7 +38,7 @@ demo: venv ## start the local stack, generate and ingest a dataset, print its pr
 	$(BIN)/fraudctl data profile $(DEMO_FILE) --summary
 	$(BIN)/fraudctl status
 
-test: venv lint typecheck ## lint, type-check and run every test (starts its own local stack on free ports)
+test: venv $(CHECKOV) lint typecheck ## lint, type-check and run every test (starts its own local stack on free ports)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -83,7 +84,6 @@ HELM_ARGS ?=
 # that is built, the one the chart deploys and the one every compiled pipeline step names are the same.
 IMAGE ?= $(shell $(BIN)/python -c 'from fraud.settings import Settings; print(Settings().image)')
 BASE_IMAGE ?= python:3.11-slim
-CHECKOV := .tools/checkov/bin/checkov
 
 # $(call require,tools...,why): stop with a clear message unless every tool is on PATH.
 define require
