@@ -1,0 +1,337 @@
+"""The PaySim generator: schema, determinism, files, the simulator's rules and every scenario's shift.
+
+Statistical faithfulness is asserted through `compare` on a moderate month (300k rows): the same report users
+run, so a check that drifts out of tolerance fails here first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from fraud.data.fraudsters import LIMIT_CENTS, smurfing, takeover
+from fraud.data.generator import generate, write
+from fraud.data.profile import compare, profile
+from fraud.data.scenarios import SCENARIOS, Scenario, get_scenario
+from fraud.errors import ConfigError
+from fraud.schema import ARROW_SCHEMA, COLUMNS, TRANSACTION_TYPES
+
+REAL_HEAD = Path(__file__).resolve().parents[3] / "shared" / "data" / "paysim" / "paysim_head_step1.csv"
+MODERATE = 300_000
+SCENARIO_ROWS = 150_000
+
+
+@pytest.fixture(scope="module")
+def month() -> pa.Table:
+    return generate(MODERATE, seed=11)
+
+
+@pytest.fixture(scope="module")
+def frame(month: pa.Table) -> pd.DataFrame:
+    result: pd.DataFrame = month.to_pandas()
+    return result
+
+
+# --- shape and determinism ---------------------------------------------------------------------------------
+
+
+def test_schema_is_exactly_the_canonical_one(month: pa.Table) -> None:
+    assert month.schema.equals(ARROW_SCHEMA, check_metadata=True)
+    assert month.column_names == list(COLUMNS)
+    assert month.num_rows == MODERATE
+    assert all(month.column(c).null_count == 0 for c in COLUMNS)
+
+
+def test_rows_are_sorted_by_step_and_cover_the_month(frame: pd.DataFrame) -> None:
+    steps = frame["step"].to_numpy()
+    assert (np.diff(steps) >= 0).all()
+    assert steps.min() == 1
+    assert 700 < steps.max() <= 743  # the last day has fraud only: ~0.7 rows a step at this size
+    assert set(frame["type"]) == set(TRANSACTION_TYPES)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 17, 1_000, 12_345])
+def test_any_number_of_rows(rows: int) -> None:
+    table = generate(rows, seed=3)
+    assert table.num_rows == rows
+    assert table.schema.equals(ARROW_SCHEMA)
+
+
+def test_same_seed_same_table_other_seed_other_table() -> None:
+    first, again = generate(30_000, seed=5), generate(30_000, seed=5)
+    assert first.equals(again)
+    other = generate(30_000, seed=6)
+    assert not first.equals(other)
+    assert first.column("nameOrig").to_pylist() != other.column("nameOrig").to_pylist()
+    assert not np.array_equal(first.column("amount").to_numpy(), other.column("amount").to_numpy())
+
+
+def test_progress_reports_add_up_to_the_rows(tmp_path: Path) -> None:
+    seen: list[int] = []
+    generate(5_000, seed=1, on_progress=seen.append)
+    assert sum(seen) == 5_000
+    assert all(step > 0 for step in seen)
+    seen.clear()
+    write(tmp_path / "month.parquet", 5_000, seed=1, on_progress=seen.append)
+    assert sum(seen) == 5_000
+
+
+# --- bad arguments -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rows", [0, -5])
+def test_rows_below_one_are_refused(rows: int) -> None:
+    with pytest.raises(ConfigError, match="rows"):
+        generate(rows)
+
+
+def test_negative_seed_is_refused() -> None:
+    with pytest.raises(ConfigError, match="seed"):
+        generate(10, seed=-1)
+
+
+@pytest.mark.parametrize("name", ["month.json", "month.csv.bz2", "month"])
+def test_unknown_extension_is_refused_with_the_valid_ones(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ConfigError, match=r"\.parquet, \.csv, \.csv\.gz"):
+        write(tmp_path / name, 10)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        write(tmp_path / "nowhere" / "month.csv", 10)
+
+
+# --- files -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_csv_has_the_published_header_and_reads_back_identically(tmp_path: Path, suffix: str) -> None:
+    path = write(tmp_path / f"month{suffix}", 20_000, seed=4)
+    expected = generate(20_000, seed=4)
+    with pa.CompressedInputStream(str(path), "gzip") if suffix == ".csv.gz" else pa.OSFile(str(path)) as raw:
+        header = raw.read(300).split(b"\n", 1)[0].decode()
+    assert header == REAL_HEAD.read_text().split("\n", 1)[0]
+    options = pacsv.ConvertOptions(column_types=ARROW_SCHEMA)
+    back = pacsv.read_csv(path, convert_options=options).select(list(COLUMNS)).cast(ARROW_SCHEMA)
+    assert back.equals(expected)
+    frame = pd.read_csv(path)
+    assert list(frame.columns) == list(COLUMNS)
+    assert np.array_equal(frame["amount"].to_numpy(), expected.column("amount").to_numpy())
+    assert frame["nameDest"].tolist() == expected.column("nameDest").to_pylist()
+
+
+def test_parquet_is_zstd_in_row_groups_and_reads_back_identically(tmp_path: Path) -> None:
+    path = write(tmp_path / "month.parquet", 20_000, seed=4)
+    metadata = pq.ParquetFile(path).metadata
+    assert metadata.row_group(0).column(2).compression == "ZSTD"
+    assert pq.read_table(path).equals(generate(20_000, seed=4))
+
+
+def test_interrupted_write_leaves_nothing_behind(tmp_path: Path) -> None:
+    target = tmp_path / "month.csv"
+
+    def stop_while_writing(done: int) -> None:
+        if len(list(tmp_path.iterdir())) > 0:  # the temporary file exists: writing has started
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write(target, 600_000, seed=1, on_progress=stop_while_writing)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- faithfulness ------------------------------------------------------------------------------------------
+
+
+def test_moderate_month_passes_every_check(month: pa.Table) -> None:
+    failed = [(c.name, c.value, c.published, c.tolerance) for c in compare(profile(month)) if not c.passed]
+    assert failed == []
+
+
+def test_fraud_is_a_drain_then_a_same_amount_cash_out_by_an_unlinked_id(frame: pd.DataFrame) -> None:
+    fraud_transfers = np.flatnonzero((frame["isFraud"] == 1) & (frame["type"] == "TRANSFER"))
+    assert len(fraud_transfers) > 100
+    following = frame.iloc[fraud_transfers + 1]
+    transfers = frame.iloc[fraud_transfers]
+    paired = (following["type"].to_numpy() == "CASH_OUT") & (following["isFraud"].to_numpy() == 1)
+    paired &= following["step"].to_numpy() == transfers["step"].to_numpy()
+    paired &= following["amount"].to_numpy() == np.where(transfers["isFlaggedFraud"] == 1, 0, transfers["amount"])
+    assert paired.mean() > 0.98  # the rest: drained victims' own later transfers
+    assert not (following["nameOrig"].to_numpy() == transfers["nameDest"].to_numpy()).any()
+    drained = (transfers["amount"] == transfers["oldbalanceOrg"]) & (transfers["newbalanceOrig"] == 0)
+    capped = (transfers["amount"] == 1e7) & np.isclose(transfers["newbalanceOrig"], transfers["oldbalanceOrg"] - 1e7)
+    assert (drained | capped).mean() > 0.98
+    assert frame.loc[frame["isFraud"] == 1, "amount"].max() == 1e7
+    assert set(frame.loc[frame["isFraud"] == 1, "type"]) == {"TRANSFER", "CASH_OUT"}
+
+
+def test_balances_follow_the_simulator(frame: pd.DataFrame) -> None:
+    legit = frame[(frame["isFraud"] == 0)]
+    out = legit[legit["type"] != "CASH_IN"]
+    assert np.allclose(out["newbalanceOrig"], np.maximum(out["oldbalanceOrg"] - out["amount"], 0), atol=0.005)
+    cash_in = legit[legit["type"] == "CASH_IN"]
+    added = np.isclose(cash_in["newbalanceOrig"], cash_in["oldbalanceOrg"] + cash_in["amount"], atol=0.005)
+    assert 0.97 < added.mean() < 1.0  # PaySim leaves ~1.5% of CASH_IN origins unchanged
+    for tx_type, low, high in (("CASH_OUT", 0.45, 0.65), ("PAYMENT", 0.18, 0.32), ("CASH_IN", 0.0, 0.03)):
+        zero = (legit.loc[legit["type"] == tx_type, "oldbalanceOrg"] == 0).mean()
+        assert low < zero < high, (tx_type, zero)
+    merchants = frame[frame["nameDest"].str.startswith("M")]
+    assert (merchants["type"] == "PAYMENT").all()
+    assert (merchants[["oldbalanceDest", "newbalanceDest"]] == 0).all().all()
+    assert (frame.loc[frame["type"] == "PAYMENT", "nameDest"].str.startswith("M")).all()
+
+
+def test_destination_balances_chain_within_a_step(frame: pd.DataFrame) -> None:
+    customers = frame[frame["nameDest"].str.startswith("C") & (frame["isFraud"] == 0)].copy()
+    customers["signed"] = np.where(customers["type"] == "CASH_IN", -customers["amount"], customers["amount"])
+    grouped = customers.groupby(["nameDest", "step"], sort=False)
+    previous_old = grouped["oldbalanceDest"].shift()
+    previous_signed = grouped["signed"].shift()
+    following = previous_old.notna()
+    assert following.sum() > 10_000
+    chained = np.isclose(
+        customers.loc[following, "oldbalanceDest"], np.maximum(previous_old[following] + previous_signed[following], 0)
+    )
+    assert chained.mean() > 0.999
+    assert (grouped["newbalanceDest"].nunique() == 1).all()  # one end-of-step snapshot per account and step
+
+
+def test_ids_look_like_the_published_ones(frame: pd.DataFrame) -> None:
+    assert frame["nameOrig"].str.fullmatch(r"C[0-9]{6,10}").all()
+    assert frame["nameDest"].str.fullmatch(r"[CM][0-9]{6,10}").all()
+    assert frame["nameOrig"].value_counts().max() <= 3
+    destinations = frame.loc[frame["nameDest"].str.startswith("C"), "nameDest"].value_counts()
+    assert destinations.max() > 30  # popular customer accounts receive many transfers
+
+
+@pytest.mark.parametrize(
+    ("balance", "amounts", "flagged"),
+    [
+        (25_000_000, [10e6, 10e6, 5e6], [False] * 3),
+        (32_000_000, [10e6, 10e6, 10e6, 2e6], [False, False, False, True]),
+        (38_000_000, [10e6, 10e6, 10e6, 8e6], [False] * 4),
+        (45_000_000, [10e6] * 4 + [5e6], [False] * 4 + [True]),
+        (55_000_000, [10e6] * 5 + [5e6], [False] * 4 + [True, True]),
+    ],
+)
+def test_takeover_follows_the_simulator_flagging_rule(balance: int, amounts: list[float], flagged: list[bool]) -> None:
+    chunks = takeover(np.array([balance * 100], dtype=np.int64))
+    assert (chunks.amount / 100).tolist() == amounts
+    assert chunks.flagged.tolist() == flagged
+    blocked = chunks.flagged
+    assert (chunks.new[blocked] == chunks.old[blocked]).all()  # a flagged transfer moves no money
+    assert (chunks.mule_cashout[blocked] == 0).all()
+    moved = ~blocked
+    assert (chunks.new[moved] == np.maximum(chunks.old[moved] - chunks.amount[moved], 0)).all()
+    assert chunks.amount.max() <= LIMIT_CENTS
+
+
+def test_smurfing_pattern_stays_below_the_chunk_size() -> None:
+    balances_cents = np.array([5_000_000_00, 15_000_00], dtype=np.int64)  # 5M and 15k
+    chunks = smurfing(np.random.default_rng(0), balances_cents, 12, 9_500.0)
+    per_victim = np.bincount(chunks.victim).tolist()
+    assert per_victim[0] == 12
+    assert 2 <= per_victim[1] <= 4
+    assert (chunks.amount <= 950_000).all()
+    assert not chunks.flagged.any()
+    assert chunks.new[-1] == 0  # the small account is emptied
+    assert (chunks.old - chunks.new == chunks.amount).all()
+
+
+# --- scenarios ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def baseline() -> pd.DataFrame:
+    result: pd.DataFrame = generate(SCENARIO_ROWS, seed=21).to_pandas()
+    return result
+
+
+def _scenario(name: str, **params: object) -> pd.DataFrame:
+    result: pd.DataFrame = generate(SCENARIO_ROWS, seed=21, scenario=get_scenario(name, **params)).to_pandas()
+    return result
+
+
+def _legit_medians(frame: pd.DataFrame) -> pd.Series:
+    return frame[frame["isFraud"] == 0].groupby("type")["amount"].median()
+
+
+def test_every_preset_has_a_description_and_builds() -> None:
+    assert "baseline" in SCENARIOS
+    for name, preset in SCENARIOS.items():
+        assert preset.description
+        assert get_scenario(name).name == name
+    assert get_scenario("baseline") == Scenario(name="baseline", description=SCENARIOS["baseline"].description)
+
+
+def test_amount_shift_multiplies_legitimate_amounts_only(baseline: pd.DataFrame) -> None:
+    shifted = _scenario("amount_shift", amount_factor=2.0)
+    ratio = _legit_medians(shifted) / _legit_medians(baseline)
+    assert ratio.between(1.9, 2.1).all(), ratio
+    assert shifted["nameOrig"].equals(baseline["nameOrig"])  # same seed: everything else is drawn identically
+    assert shifted["type"].equals(baseline["type"])
+    only_transfers = _scenario("amount_shift", amount_factor=3.0, amount_types="TRANSFER")
+    ratio = _legit_medians(only_transfers) / _legit_medians(baseline)
+    assert 2.8 < ratio["TRANSFER"] < 3.2
+    assert ratio.drop("TRANSFER").between(0.97, 1.03).all()
+
+
+def test_type_mix_shifts_the_shares(baseline: pd.DataFrame) -> None:
+    mixed = _scenario("type_mix")
+    shares = mixed["type"].value_counts(normalize=True)
+    assert 0.19 < shares["TRANSFER"] < 0.21
+    assert 0.24 < shares["PAYMENT"] < 0.26
+    custom = _scenario("type_mix", type_shares={"DEBIT": 0.2})
+    assert custom["type"].value_counts(normalize=True)["DEBIT"] > 0.15
+
+
+def test_smurfing_makes_many_small_fraudulent_transfers(baseline: pd.DataFrame) -> None:
+    smurfed = _scenario("smurfing", smurf_chunks=10, smurf_chunk_max=5_000.0)
+    fraud = smurfed[smurfed["isFraud"] == 1]
+    transfers = fraud[fraud["type"] == "TRANSFER"]
+    small = transfers["amount"] <= 5_000
+    assert small.mean() > 0.97  # all but the victims' own later transfers
+    moved = transfers.loc[small, "oldbalanceOrg"] - transfers.loc[small, "newbalanceOrig"]
+    assert np.allclose(moved, transfers.loc[small, "amount"])
+    assert transfers["isFlaggedFraud"].sum() == 0
+    drained = (transfers["amount"] == transfers["oldbalanceOrg"]).mean()
+    assert drained < 0.2  # no longer one transfer that empties the account
+    per_step = transfers.groupby("step").size()
+    assert per_step.mean() > 5  # many transfers from one victim in its step
+    assert abs(len(fraud) - (baseline["isFraud"] == 1).sum()) < 0.1 * len(fraud)
+
+
+def test_fraud_rate_multiplier(baseline: pd.DataFrame) -> None:
+    tripled = _scenario("fraud_rate")
+    ratio = tripled["isFraud"].mean() / baseline["isFraud"].mean()
+    assert 2.8 < ratio < 3.2
+    doubled = _scenario("fraud_rate", fraud_rate_multiplier=2)
+    assert 1.8 < doubled["isFraud"].mean() / baseline["isFraud"].mean() < 2.2
+
+
+def test_next_month_moves_the_window_and_keeps_the_daily_cycle() -> None:
+    later = generate(SCENARIO_ROWS, seed=21, scenario=get_scenario("next_month"))
+    steps = later.column("step").to_numpy()
+    assert steps.min() == 744
+    assert steps.max() <= 744 + 742
+    checks = {c.name: c for c in compare(profile(later))}
+    assert checks["hourly shape of rows (TVD)"].passed
+    assert not checks["daily shape of rows (TVD)"].passed
+
+
+def test_scenario_errors_name_the_problem_and_the_valid_choices() -> None:
+    with pytest.raises(ConfigError, match=r"unknown scenario 'surge'.*baseline, amount_shift"):
+        get_scenario("surge")
+    with pytest.raises(ConfigError, match=r"takes no parameter start_step; valid parameters: amount_factor"):
+        get_scenario("amount_shift", start_step=3)
+    with pytest.raises(ConfigError, match="amount_factor"):
+        get_scenario("amount_shift", amount_factor="-2")
+    with pytest.raises(ConfigError, match="unknown transaction type"):
+        get_scenario("type_mix", type_shares="LOAN=0.5")
+    assert get_scenario("next_month", start_step="1000").start_step == 1000
