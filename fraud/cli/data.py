@@ -27,12 +27,6 @@ app = typer.Typer(
 )
 
 
-def _scenario_help() -> str:
-    from fraud.data.scenarios import SCENARIOS
-
-    return "; ".join(f"{name}: {scenario.description}" for name, scenario in SCENARIOS.items())
-
-
 def _parse_params(pairs: list[str]) -> dict[str, str]:
     params: dict[str, str] = {}
     for pair in pairs:
