@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import resource
-import socket
 import sys
 import tempfile
 import time
@@ -20,23 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fraud.settings import load_settings, reset_settings
-from fraud.stack.local import LocalStack
+from fraud.stack.local import LocalStack, private_stack_overrides
 from pipelines.runner import run_local
-
-
-def _free_port(taken: set[int]) -> int:
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port < 30000 and port not in taken and port + 10000 not in taken:
-            with socket.socket() as grpc:
-                try:
-                    grpc.bind(("127.0.0.1", port + 10000))
-                except OSError:
-                    continue
-            taken.update({port, port + 10000})
-            return port
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,19 +31,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=0.0, help="tuning time limit in seconds (0 = none)")
     args = parser.parse_args(argv)
 
-    taken: set[int] = set()
     home = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    ports = {
-        name: _free_port(taken)
-        for name in ("s3_port", "mlflow_port", "seaweed_master_port", "seaweed_volume_port", "seaweed_filer_port")
+    overrides = private_stack_overrides(home)
+    local = f"http://{overrides['stack_host']}"
+    overrides |= {
+        "mlflow_tracking_uri": f"{local}:{overrides['mlflow_port']}",
+        "s3_endpoint_url": f"{local}:{overrides['s3_port']}",
     }
-    ports["seaweed_admin_port"] = _free_port(taken)
-    settings = load_settings(home=home, **ports)
+    settings = load_settings(**overrides)
     stack = LocalStack(settings)
     print(f"starting a private local stack in {home} …", flush=True)
     stack.up()
     reset_settings()
-    settings = load_settings(home=home, **ports)
+    settings = load_settings(**overrides)  # now with the keys `up` generated
     rows_out = []
     try:
         for size in args.sizes:

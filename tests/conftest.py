@@ -15,28 +15,11 @@ from pathlib import Path
 import pytest
 
 from fraud.settings import Settings, load_settings, reset_settings
-from fraud.stack.local import LocalStack
-from fraud.stack.ports import pick_free_ports
-from fraud.stack.seaweedfs import GRPC_OFFSET
+from fraud.stack.local import LocalStack, private_stack_overrides
 
 HOST = "127.0.0.1"
-PORT_SETTINGS = (
-    "s3_port",
-    "seaweed_master_port",
-    "seaweed_volume_port",
-    "seaweed_filer_port",
-    "seaweed_admin_port",
-    "mlflow_port",
-)
-"""Every port a local stack listens on (SeaweedFS's gRPC ports are these + 10000)."""
 
 StackSettingsFactory = Callable[[Path], Settings]
-
-
-def free_port_settings(home: Path) -> dict[str, object]:
-    """Setting overrides that give a stack its own home and free ports (each port + 10000 free as well)."""
-    ports = pick_free_ports(len(PORT_SETTINGS), HOST, with_grpc_offset=GRPC_OFFSET)
-    return {"home": home, "stack_host": HOST, **dict(zip(PORT_SETTINGS, ports, strict=True))}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -51,7 +34,7 @@ def make_stack_settings() -> StackSettingsFactory:
     """Settings for an extra, independent stack (own home and ports), for tests that stop and break one."""
 
     def make(home: Path) -> Settings:
-        overrides = free_port_settings(home)
+        overrides = private_stack_overrides(home)
         local = f"http://{HOST}"
         return load_settings(
             **overrides,
@@ -71,7 +54,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         for name in list(os.environ):
             if name.startswith("AWS_") or name in {"MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL"}:
                 env.delenv(name)
-        overrides = free_port_settings(tmp_path_factory.mktemp("fraud-home"))
+        overrides = private_stack_overrides(tmp_path_factory.mktemp("fraud-home"))
         env.setenv("FRAUD_HOME", str(overrides.pop("home")))
         for name, value in overrides.items():
             env.setenv(f"FRAUD_{name.upper()}", str(value))

@@ -15,13 +15,14 @@ import fcntl
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from fraud.errors import ConfigError, PortInUseError, StackError
 from fraud.settings import Settings, get_settings, reset_settings
 from fraud.stack.credentials import Credentials, ensure_credentials, read_credentials
 from fraud.stack.mlflow_server import MlflowServer
-from fraud.stack.ports import describe_holder, port_is_free
-from fraud.stack.seaweedfs import SeaweedFS
+from fraud.stack.ports import describe_holder, pick_free_ports, port_is_free
+from fraud.stack.seaweedfs import GRPC_OFFSET, SeaweedFS
 from fraud.stack.service import StackService
 from fraud.stack.status import ServiceStatus, StackStatus
 from fraud.store import ObjectStore
@@ -31,6 +32,26 @@ log = logging.getLogger(__name__)
 EventSink = Callable[[str], None]
 
 __all__ = ["EventSink", "LocalStack", "ServiceStatus", "StackStatus"]
+
+
+STACK_PORT_SETTINGS: tuple[str, ...] = (
+    "s3_port",
+    "seaweed_master_port",
+    "seaweed_volume_port",
+    "seaweed_filer_port",
+    "seaweed_admin_port",
+    "mlflow_port",
+)
+"""Every port a local stack listens on (SeaweedFS's gRPC ports are these + 10000)."""
+
+
+def private_stack_overrides(home: Path, host: str = "127.0.0.1") -> dict[str, object]:
+    """Setting overrides for a stack of its own: its own home and free ports (each port + 10000 free as well).
+
+    Tests and benchmarks use it to run beside a developer's `.fraud/` stack without touching it.
+    """
+    ports = pick_free_ports(len(STACK_PORT_SETTINGS), host, with_grpc_offset=GRPC_OFFSET)
+    return {"home": home, "stack_host": host, **dict(zip(STACK_PORT_SETTINGS, ports, strict=True))}
 
 
 class LocalStack:
