@@ -1,0 +1,89 @@
+"""Prometheus metrics of what the predictor decides, next to KServe's own latency histograms on ``/metrics``.
+
+- ``fraud_decisions_total{decision, model_version}``: transactions scored, by outcome. A canary analysis compares
+  the block and review rates of two versions from this counter alone.
+- ``fraud_score{model_version}``: histogram of fraud probabilities. Drift in what the model sees shows up here
+  long before labels arrive.
+- ``fraud_rejected_requests_total{protocol}``: requests refused as invalid input (400 / INVALID_ARGUMENT).
+
+The score histogram is a custom collector fed with a whole batch at once (one ``searchsorted`` and one
+``bincount``): ``prometheus_client.Histogram.observe`` takes one value per call, i.e. a Python loop of 1,000 calls
+for a 1,000-transaction batch. It is exported in the standard histogram format (cumulative ``le`` buckets, ``_sum``,
+``_count``), so dashboards and alerts cannot tell the difference.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Final
+
+import numpy as np
+from prometheus_client import REGISTRY, Counter
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+SCORE_BUCKETS: Final[tuple[float, ...]] = (
+    0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99, 1.0
+)  # fmt: skip
+"""Dense near 0, where almost all legitimate traffic sits, and near 1, where block thresholds usually are."""
+
+DECISIONS: Final = Counter(
+    "fraud_decisions", "Transactions scored, by decision and model version.", ["decision", "model_version"]
+)
+REJECTED: Final = Counter(
+    "fraud_rejected_requests", "Requests refused as invalid input (HTTP 400 / gRPC INVALID_ARGUMENT).", ["protocol"]
+)
+
+
+class BatchHistogram(Collector):
+    """A labelled Prometheus histogram observed a numpy array at a time."""
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float], label: str) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = np.asarray(sorted(buckets), dtype=np.float64)
+        self.label = label
+        self._counts: dict[str, np.ndarray] = {}
+        self._sums: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, label_value: str, values: np.ndarray) -> None:
+        """Add every value of ``values`` (a value equal to a bound falls in that bound's ``le`` bucket)."""
+        index = np.searchsorted(self.bounds, values, side="left")
+        counts = np.bincount(index, minlength=self.bounds.size + 1)
+        total = float(np.sum(values))
+        with self._lock:
+            if label_value not in self._counts:
+                self._counts[label_value] = np.zeros(self.bounds.size + 1, dtype=np.int64)
+                self._sums[label_value] = 0.0
+            self._counts[label_value] += counts
+            self._sums[label_value] += total
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+        with self._lock:
+            snapshot = {key: (counts.copy(), self._sums[key]) for key, counts in self._counts.items()}
+        for label_value, (counts, total) in sorted(snapshot.items()):
+            cumulative = np.cumsum(counts)
+            buckets = [(_bound(b), float(c)) for b, c in zip(self.bounds, cumulative[:-1], strict=True)]
+            buckets.append(("+Inf", float(cumulative[-1])))
+            family.add_metric([label_value], buckets, total)
+        yield family
+
+
+def _bound(value: float) -> str:
+    return repr(float(value))
+
+
+SCORES: Final = BatchHistogram(
+    "fraud_score", "Fraud probability of each scored transaction, by model version.", SCORE_BUCKETS, "model_version"
+)
+REGISTRY.register(SCORES)
+
+
+def record(version: str, counts: Mapping[str, int], scores: np.ndarray) -> None:
+    """Count one request's decisions (by outcome) and scores: three counter updates at most, one histogram add."""
+    for decision, count in counts.items():
+        DECISIONS.labels(decision, version).inc(count)
+    SCORES.observe(version, scores)

@@ -1,0 +1,508 @@
+"""`FraudPredictor`: the custom KServe model that scores transactions for `fraud-detector`.
+
+It serves one registered version (``models:/fraud-detector@champion`` by default, or a model directory such as
+KServe's ``/mnt/models``) on a fast path: the native model, the feature spec and the thresholds stored with the
+version are read once at load time, and each request goes validation (numpy, column-wise) → the shared feature
+function `fraud.features.build_features` → the native model → thresholds → reasons, with no pandas, no MLflow
+pyfunc wrapper and no MLflow call per request. Training, evaluation and the pyfunc model call the same feature
+function, so served probabilities equal the registered pyfunc's (tests/serving prove it on genuine PaySim rows).
+
+KServe hooks, one job each:
+
+- `load` reads the version (one attempt, raises); `start` loads it in a background thread that retries with
+  exponential backoff while the registry or the store is unreachable, so the server is up (liveness) but not
+  ready (``/v1/models/fraud-detector`` and ``/v2/health/ready`` answer 503) until the model is in memory;
+- `preprocess` validates a V1 body or a V2 request (`serving.validation`) and builds the feature matrix;
+- `predict` runs the native model: probabilities, decisions, and contributions for the rows that get reasons.
+  It runs in a worker thread through `serving.batching.MicroBatcher`, so the event loop keeps reading requests
+  (and answering probes) meanwhile, and requests that arrive while the model is busy share its next call;
+- `postprocess` phrases the reasons (`serving.reasons`), counts the decisions (`serving.metrics`) and encodes
+  the protocol's answer.
+
+Answer per transaction: ``fraud_probability`` (float64), ``decision`` (``allow``/``review``/``block``: block when
+``p >= block``, review when ``review <= p < block``), ``model_version`` and ``reasons`` (the strongest features
+pushing the score up, in analyst words).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import orjson
+from kserve import Model
+from kserve.errors import ModelNotReady
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from fraud.errors import ConfigError, EvaluationError, FraudError
+from fraud.evaluation.thresholds import Thresholds
+from fraud.features import build_features
+from fraud.settings import Settings
+from serving import logs, metrics
+from serving.artifacts import DirectorySource, ModelSource, RegistrySource, ServedModel, load_served_model
+from serving.batching import MicroBatcher
+from serving.reasons import Explainer, Reason
+from serving.validation import (
+    EXAMPLE_TRANSACTION,
+    FIELD_KINDS,
+    V2_DATATYPES,
+    Batch,
+    Contract,
+    ReasonsMode,
+    RequestError,
+    parse_v1,
+    parse_v2,
+)
+
+log = logging.getLogger(__name__)
+
+COALESCE_MAX_ROWS: Final = 2048
+"""Most rows the micro-batcher puts in one model call (requests are never split)."""
+RETRY_FIRST_DELAY: Final = 0.5
+"""First wait after a failed load; doubled after each failure up to ``serve_load_retry_max``."""
+OUTPUTS: Final[tuple[str, ...]] = ("fraud_probability", "decision", "model_version", "reasons")
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A scored batch, before encoding: what `predict` hands to `postprocess`."""
+
+    batch: Batch
+    features: np.ndarray
+    probability: np.ndarray
+    decisions: np.ndarray
+    explained_rows: np.ndarray
+    contributions: np.ndarray | None
+    version: str
+    counts: dict[str, int]
+    """Transactions per decision (for the metrics and the request's log line)."""
+    v2: InferRequest | None = None
+    """The V2 request (REST or gRPC) the batch came from, for the answer's id and requested outputs."""
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """The served version and everything derived from it, swapped in as one object."""
+
+    model: ServedModel
+    thresholds: Thresholds
+    contract: Contract
+    explainer: Explainer
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One request's share of a model call."""
+
+    loaded: _Loaded
+    batch: Batch
+    features: np.ndarray
+    v2: InferRequest | None
+
+
+@dataclass(frozen=True)
+class _Request:
+    """A validated request on its way through the hooks (V2 keeps its request for the answer's id and outputs)."""
+
+    batch: Batch
+    features: np.ndarray
+    v2: InferRequest | None
+
+
+def source_from_settings(settings: Settings, *, kserve_mount: Path | None = None) -> ModelSource:
+    """Where to load from: ``FRAUD_MODEL_DIR``, else KServe's mount when it holds a model, else the registry."""
+    if settings.model_dir is not None:
+        return DirectorySource(settings.model_dir, settings.model_version)
+    if kserve_mount is not None and (kserve_mount / "MLmodel").is_file():
+        return DirectorySource(kserve_mount, settings.model_version)
+    return RegistrySource(
+        tracking_uri=settings.tracking_uri,
+        name=settings.model_name,
+        alias=settings.model_alias,
+        version=settings.model_version,
+    )
+
+
+def _reason_of(exc: BaseException) -> str:
+    """A one-line account of why a load attempt failed, for the retry log."""
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    text = " ".join(str(message).split())
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+class FraudPredictor(Model):  # type: ignore[misc]
+    """Scores PaySim transactions with one registered version of the fraud model."""
+
+    def __init__(self, name: str, source: ModelSource, settings: Settings) -> None:
+        super().__init__(name)
+        self.source = source
+        self.max_batch = settings.serve_max_batch
+        self.review_override = settings.serve_review_threshold
+        self.default_reasons: ReasonsMode = settings.serve_reasons
+        self.top_reasons = settings.serve_top_reasons
+        self.retry_max = settings.serve_load_retry_max
+        self._loaded: _Loaded | None = None
+        self._workdir: Path | None = None
+        self._loader: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.last_load_error: str | None = None
+        self._batcher: MicroBatcher[_Job, Scored] = MicroBatcher(self._score_jobs, COALESCE_MAX_ROWS)
+
+    # ----------------------------------------------------------------------------------------------- loading
+
+    @property
+    def served(self) -> ServedModel | None:
+        return self._loaded.model if self._loaded is not None else None
+
+    @property
+    def version(self) -> str | None:
+        return self._loaded.model.version if self._loaded is not None else None
+
+    def _effective_thresholds(self, model: ServedModel) -> Thresholds:
+        stored = model.thresholds
+        if self.review_override is None:
+            return stored
+        try:
+            return dataclasses.replace(stored, review=self.review_override)
+        except EvaluationError as exc:
+            raise ConfigError(
+                f"FRAUD_SERVE_REVIEW_THRESHOLD={self.review_override} does not fit version {model.version} "
+                f"(block threshold {stored.block}): {exc}"
+            ) from exc
+
+    def load(self) -> bool:
+        """Load the version now (one attempt) and mark the model ready; raises when it cannot be loaded.
+
+        While the background loader started by `start` owns loading, this returns the current readiness
+        without blocking: KServe's data plane calls ``load()`` on every gRPC inference to a model that is not
+        ready, on the event loop, and a registry timeout there would freeze the whole server.
+
+        Raises:
+            FraudError, MlflowException, OSError: the registry, the store or the model directory failed.
+        """
+        if self.ready:
+            return True
+        if self._loader is not None and self._loader.is_alive():
+            return False
+        self._load_once()
+        return bool(self.ready)
+
+    def _load_once(self) -> None:
+        started = time.perf_counter()
+        if isinstance(self.source, RegistrySource) and self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="fraud-predictor-"))  # downloads; removed by stop()
+        model = load_served_model(self.source, self._workdir)
+        thresholds = self._effective_thresholds(model)
+        contract = Contract.for_inputs(model.spec.inputs, self.max_batch, self.default_reasons)
+        loaded = _Loaded(model, thresholds, contract, Explainer(model.spec, self.top_reasons))
+        self._warm_up(loaded)
+        self._loaded = loaded
+        self.last_load_error = None
+        self.ready = True  # last: readiness probes read it
+        log.info(
+            "serving %s version %s (%s, %s features, review >= %.6g, block >= %.6g) from %s in %.1f s",
+            self.name,
+            model.version,
+            model.native.family,
+            model.spec.feature_set,
+            thresholds.review,
+            thresholds.block,
+            model.source,
+            time.perf_counter() - started,
+            extra={"fields": {"model_version": model.version, "event": "model_loaded"}},
+        )
+
+    @staticmethod
+    def _warm_up(loaded: _Loaded) -> None:
+        """Score one synthetic row before going ready, so the first real request does not pay lazy set-up."""
+        batch = parse_v1({"instances": [EXAMPLE_TRANSACTION]}, loaded.contract)
+        features = build_features(batch.columns, loaded.model.spec)
+        loaded.model.native.predict_proba(features)
+        loaded.model.native.contributions(features)
+
+    def start(self) -> None:
+        """Begin loading in the background (KServe calls this when the model is registered with the server).
+
+        Unlike `kserve.Model.start`, this does not mark the model ready: only a successful load does.
+        """
+        if self.ready or (self._loader is not None and self._loader.is_alive()):
+            return
+        self._stopping.clear()
+        self._loader = threading.Thread(target=self._load_with_retries, name="model-loader", daemon=True)
+        self._loader.start()
+
+    def _load_with_retries(self) -> None:
+        delay = RETRY_FIRST_DELAY
+        attempt = 0
+        while not self._stopping.is_set():
+            attempt += 1
+            try:
+                self._load_once()
+                return
+            except Exception as exc:  # every failure is retried: the registry may come up, the alias may appear
+                self.last_load_error = _reason_of(exc)
+                known = isinstance(exc, FraudError | OSError) or type(exc).__module__.startswith(("mlflow", "requests"))
+                log.warning(
+                    "model %s not loaded (attempt %d) from %s: %s; retrying in %.1f s",
+                    self.name,
+                    attempt,
+                    self.source.describe(),
+                    self.last_load_error,
+                    delay,
+                    exc_info=not known,
+                    extra={"fields": {"event": "model_load_failed", "attempt": attempt}},
+                )
+            self._stopping.wait(delay)
+            delay = min(delay * 2.0, self.retry_max)
+
+    def stop(self) -> None:
+        """Stop loading, mark not ready and remove downloaded artifacts (KServe calls this on unload)."""
+        self._stopping.set()
+        self.ready = False
+        if self._batcher.jobs:
+            log.info(
+                "scored %d requests in %d model calls (micro-batching)",
+                self._batcher.jobs,
+                self._batcher.calls,
+                extra={
+                    "fields": {"event": "batcher_stats", "requests": self._batcher.jobs, "calls": self._batcher.calls}
+                },
+            )
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    # ----------------------------------------------------------------------------------------------- hooks
+
+    def _current(self) -> _Loaded:
+        loaded = self._loaded
+        if not self.ready or loaded is None:
+            detail = f"Last load error: {self.last_load_error}" if self.last_load_error else "It is still loading."
+            raise ModelNotReady(self.name, detail)
+        return loaded
+
+    def validate(self, payload: Any) -> Any:
+        """Validation happens in `preprocess`, against the served feature set; KServe's own check is skipped."""
+        return payload
+
+    async def preprocess(self, payload: Any, headers: Mapping[str, str] | None = None) -> _Request:
+        """Validate the request and build the feature matrix with the shared feature function.
+
+        Raises:
+            RequestError: invalid input (400 / INVALID_ARGUMENT), naming the field and the instance index.
+            ModelNotReady: no version is loaded yet (503 / UNAVAILABLE).
+        """
+        loaded = self._current()
+        v2 = payload if isinstance(payload, InferRequest) else None
+        protocol = "v1" if v2 is None else ("grpc" if v2.from_grpc else "v2")
+        try:
+            if v2 is None:
+                batch = parse_v1(payload, loaded.contract)
+            else:
+                batch = parse_v2(v2, loaded.contract)
+                _check_requested_outputs(v2)
+        except RequestError:
+            metrics.REJECTED.labels(protocol).inc()
+            raise
+        features = build_features(batch.columns, loaded.model.spec)
+        return _Request(batch, features, v2)
+
+    async def predict(
+        self, payload: _Request, headers: Mapping[str, str] | None = None, response_headers: Any = None
+    ) -> Scored:
+        """Score the batch: probabilities, decisions and contributions (large batches off the event loop)."""
+        loaded = self._current()
+        job = _Job(loaded, payload.batch, payload.features, payload.v2)
+        return await self._batcher.submit(job, payload.batch.rows)
+
+    async def postprocess(
+        self, result: Scored, headers: Mapping[str, str] | None = None, response_headers: Any = None
+    ) -> dict[str, Any] | InferResponse:
+        """Phrase reasons, count decisions, and encode the V1 or V2 answer."""
+        loaded = self._current()
+        reasons = self._reasons(loaded, result)
+        metrics.record(result.version, result.counts, result.probability)
+        logs.note(rows=result.batch.rows, model_version=result.version, decisions=result.counts)
+        if result.v2 is None:
+            return _v1_answer(result, reasons)
+        return self._v2_answer(result, reasons, result.v2)
+
+    # ------------------------------------------------------------------------------------------ in-process
+
+    def score(self, columns: Mapping[str, Any], reasons: ReasonsMode = "all") -> list[dict[str, Any]]:
+        """Score validated columns in-process, no HTTP: the predictor's own ceiling, for benchmarks and tests.
+
+        Args:
+            columns: raw fields by name (lists or numpy arrays), as a V1 request would carry them.
+            reasons: which rows get reasons.
+        Returns:
+            One V1 prediction object per row.
+        """
+        loaded = self._current()
+        rows = len(next(iter(columns.values())))
+        batch = Batch(columns=dict(columns), rows=rows, reasons=reasons)
+        features = build_features(batch.columns, loaded.model.spec)
+        result = self._score(loaded, batch, features)
+        return _v1_answer(result, self._reasons(loaded, result))["predictions"]  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _score(loaded: _Loaded, batch: Batch, features: np.ndarray, v2: InferRequest | None = None) -> Scored:
+        return FraudPredictor._score_jobs([_Job(loaded, batch, features, v2)])[0]
+
+    @staticmethod
+    def _score_jobs(jobs: Sequence[_Job]) -> list[Scored]:
+        """Score several requests with one model call (rows are independent: same answers as one by one)."""
+        loaded = jobs[0].loaded
+        if any(job.loaded is not loaded for job in jobs):  # only around a model swap
+            return [FraudPredictor._score_jobs([job])[0] for job in jobs]
+        native = loaded.model.native
+        features = jobs[0].features if len(jobs) == 1 else np.concatenate([job.features for job in jobs])
+        probability = native.predict_proba(features)
+        thresholds = loaded.thresholds
+        if features.shape[0] == 1:
+            decisions = np.array([thresholds.decide_one(float(probability[0]))], dtype=object)
+        else:
+            decisions = thresholds.decide(probability).astype(object)
+        at_least_review = np.cumsum(probability >= thresholds.review)
+        blocked = np.cumsum(probability >= thresholds.block)
+        offsets = np.cumsum([0, *(job.batch.rows for job in jobs)])
+        explained: list[np.ndarray] = []
+        for job, start in zip(jobs, offsets[:-1].tolist(), strict=True):
+            rows = job.batch.rows
+            if job.batch.reasons == "none" or loaded.explainer.top == 0:
+                explained.append(np.zeros(0, dtype=np.intp))
+            elif job.batch.reasons == "flagged":
+                explained.append(np.flatnonzero(decisions[start : start + rows] != "allow"))
+            else:
+                explained.append(np.arange(rows))
+        wanted = np.concatenate([local + start for local, start in zip(explained, offsets[:-1], strict=True)])
+        contributions = None
+        if wanted.size:
+            contributions = native.contributions(features if wanted.size == features.shape[0] else features[wanted])
+        results: list[Scored] = []
+        done = 0
+        for job, start, local in zip(jobs, offsets[:-1].tolist(), explained, strict=True):
+            stop = start + job.batch.rows
+            part = None if contributions is None or not local.size else contributions[done : done + local.size]
+            done += local.size
+            n_block = _span(blocked, start, stop)
+            n_review = _span(at_least_review, start, stop) - n_block
+            counts = {"allow": job.batch.rows - n_review - n_block, "review": n_review, "block": n_block}
+            results.append(
+                Scored(
+                    job.batch,
+                    job.features,
+                    probability[start:stop],
+                    decisions[start:stop],
+                    local,
+                    part,
+                    loaded.model.version,
+                    {decision: count for decision, count in counts.items() if count},
+                    job.v2,
+                )
+            )
+        return results
+
+    @staticmethod
+    def _reasons(loaded: _Loaded, result: Scored) -> list[list[Reason]] | None:
+        if result.batch.reasons == "none":
+            return None
+        reasons: list[list[Reason]] = [[] for _ in range(result.batch.rows)]
+        if result.contributions is not None:
+            explained = loaded.explainer.explain(
+                result.contributions, result.features, result.batch.columns, result.explained_rows
+            )
+            for row, row_reasons in zip(result.explained_rows.tolist(), explained, strict=True):
+                reasons[row] = row_reasons
+        return reasons
+
+    def _v2_answer(
+        self,
+        result: Scored,
+        reasons: list[list[Reason]] | None,
+        request: InferRequest,
+    ) -> InferResponse:
+        n = result.batch.rows
+        reasons_json = [
+            orjson.dumps([r.as_json() for r in row]).decode("utf-8") for row in (reasons or [[] for _ in range(n)])
+        ]
+        columns: list[tuple[str, str, Any]] = [
+            ("fraud_probability", "FP64", np.asarray(result.probability, dtype=np.float64)),
+            ("decision", "BYTES", np.asarray(result.decisions, dtype=object)),
+            ("model_version", "BYTES", np.full(n, result.version, dtype=object)),
+            ("reasons", "BYTES", np.asarray(reasons_json, dtype=object)),
+        ]
+        # KServe's to_grpc() tests `output.data` for truth, which fails on a numpy array of more than one value
+        # when the client sent raw (binary) inputs; lists work on both paths, numpy saves a copy on REST.
+        as_list = bool(request.from_grpc)
+        outputs = [
+            InferOutput(name, [n], datatype, data=values.tolist() if as_list else values)
+            for name, datatype, values in columns
+        ]
+        # KServe turns a missing response id into a 500 when it passes the client's id through: always set it.
+        response_id = result.batch.request_id or logs.current_request_id() or logs.request_id_from(None)
+        return InferResponse(
+            response_id=response_id,
+            model_name=self.name,
+            model_version=result.version,
+            infer_outputs=outputs,
+            use_binary_outputs=bool(request.use_binary_outputs),
+            requested_outputs=request.request_outputs if not request.from_grpc else None,
+        )
+
+    # ------------------------------------------------------------------------------------------ metadata
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        """V2 model metadata: one input per decision-time field (the balances only when the version reads them)."""
+        loaded = self._loaded
+        required = loaded.contract.required if loaded is not None else frozenset(FIELD_KINDS)
+        return [
+            {"name": name, "datatype": V2_DATATYPES[kind][0], "shape": [-1]}
+            for name, kind in FIELD_KINDS.items()
+            if name in required
+        ]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        datatypes = {"fraud_probability": "FP64"}
+        return [{"name": name, "datatype": datatypes.get(name, "BYTES"), "shape": [-1]} for name in OUTPUTS]
+
+
+def _check_requested_outputs(request: InferRequest) -> None:
+    for output in request.request_outputs or []:
+        if output.name not in OUTPUTS:
+            raise RequestError(
+                f"unknown output; available outputs: {', '.join(OUTPUTS)}", field=str(output.name), label="output"
+            )
+
+
+def _span(cumulative: np.ndarray, start: int, stop: int) -> int:
+    """How many flags are set in ``[start, stop)`` of the array whose cumulative sum is ``cumulative``."""
+    return int(cumulative[stop - 1]) - (int(cumulative[start - 1]) if start else 0)
+
+
+def _v1_answer(result: Scored, reasons: list[list[Reason]] | None) -> dict[str, Any]:
+    version = result.version
+    probabilities = result.probability.tolist()
+    decisions = result.decisions.tolist()
+    if reasons is None:
+        predictions = [
+            {"fraud_probability": p, "decision": d, "model_version": version, "reasons": []}
+            for p, d in zip(probabilities, decisions, strict=True)
+        ]
+    else:
+        predictions = [
+            {"fraud_probability": p, "decision": d, "model_version": version, "reasons": [r.as_json() for r in rs]}
+            for p, d, rs in zip(probabilities, decisions, reasons, strict=True)
+        ]
+    return {"predictions": predictions}

@@ -1,0 +1,242 @@
+"""Per-feature contributions turned into reasons an analyst can read: "amount 8.2× the usual for TRANSFER".
+
+The model explains each score as log-odds contributions per feature (`fraud.modeling.NativeModel.contributions`:
+TreeSHAP for XGBoost, occlusion for hist_gb, coefficient × deviation for logreg). A reason is a feature whose
+contribution pushes the score *up* (towards fraud) by more than `MIN_CONTRIBUTION`; features that lower the score
+are never reasons. The strongest three are phrased by one function per feature, which reads the transaction's own
+values and the constants stored in the version's feature spec (e.g. the training median amount per type), so the
+wording always matches the model being served. A feature this module does not know yet is phrased from the spec's
+description and value rather than dropped, so a new feature set cannot silently lose its reasons.
+
+Two features that say the same thing to an analyst (``amount`` and ``log_amount``) produce the same phrase; such
+duplicates are merged into one reason carrying their summed contribution.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+
+from fraud.features import NIGHT_HOURS, RATIO_CAP, FeatureSpec
+
+MIN_CONTRIBUTION: Final = 1e-3
+"""Log-odds below which a push is noise (0.1% on the odds), not a reason."""
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One reason: the analyst's sentence, the feature behind it and its pull on the log-odds of fraud."""
+
+    text: str
+    feature: str
+    contribution: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {"reason": self.text, "feature": self.feature, "contribution": round(self.contribution, 4)}
+
+
+@dataclass(frozen=True)
+class Row:
+    """What a phrasing function may read about one transaction: its features and raw fields."""
+
+    features: Mapping[str, float]
+    raw: Mapping[str, Any]
+    spec: FeatureSpec
+
+    def field(self, name: str) -> Any:
+        return self.raw.get(name)
+
+
+Phrase = Callable[[float, Row], str]
+
+
+def _money(value: float) -> str:
+    return f"{value:,.2f}"
+
+
+def _ratio(value: float) -> str:
+    if value >= RATIO_CAP:
+        return f"over {RATIO_CAP:,.0f}×"
+    if value >= 100:
+        return f"{value:,.0f}×"
+    if value >= 0.1:
+        return f"{value:.1f}×"
+    return f"{value:.2g}×"
+
+
+def _hour(row: Row) -> int | None:
+    step = row.field("step")
+    if step is not None:
+        return int(step) % 24
+    hour = row.features.get("hour")
+    return None if hour is None else int(hour)
+
+
+def _type(row: Row) -> str:
+    kind = row.field("type")
+    if isinstance(kind, str):
+        return kind
+    for name, value in row.features.items():
+        if name.startswith("type_") and value >= 0.5:
+            return name.removeprefix("type_")
+    return "this type"
+
+
+def _amount(row: Row, value: float | None = None) -> float:
+    amount = row.field("amount")
+    if amount is not None:
+        return float(amount)
+    if "amount" in row.features:
+        return float(row.features["amount"])
+    return float(value) if value is not None else math.nan
+
+
+def _hour_of_day(value: float, row: Row) -> str:
+    hour = int(value)
+    if NIGHT_HOURS[0] <= hour <= NIGHT_HOURS[1]:
+        return f"night-time transaction ({hour:02d} h)"  # same words as `night`: one reason, not two
+    return f"transaction at {hour:02d} h"
+
+
+def _day(value: float, row: Row) -> str:
+    return f"day {int(value)} of the month"
+
+
+def _night(value: float, row: Row) -> str:
+    hour = _hour(row)
+    if value >= 0.5:
+        when = f"{hour:02d} h" if hour is not None else f"{NIGHT_HOURS[0]:02d}–{NIGHT_HOURS[1]:02d} h"
+        return f"night-time transaction ({when})"
+    return f"daytime transaction ({hour:02d} h)" if hour is not None else "daytime transaction"
+
+
+def _type_flag(kind: str) -> Phrase:
+    def phrase(value: float, row: Row) -> str:
+        return f"transaction type {kind}" if value >= 0.5 else f"not a {kind} (type {_type(row)})"
+
+    return phrase
+
+
+def _amount_value(value: float, row: Row) -> str:
+    return f"amount {_money(_amount(row, value))}"
+
+
+def _log_amount(value: float, row: Row) -> str:
+    return f"amount {_money(_amount(row, math.expm1(value)))}"
+
+
+def _amount_vs_type(value: float, row: Row) -> str:
+    return f"amount {_ratio(value)} the usual for {_type(row)}"
+
+
+def _balance(side: str, field: str) -> Phrase:
+    def phrase(value: float, row: Row) -> str:
+        raw = row.field(field)
+        balance = float(raw) if raw is not None else value
+        return f"{side} balance {_money(balance)} before the transaction"
+
+    return phrase
+
+
+def _orig_zero(value: float, row: Row) -> str:
+    return "origin account empty before the transaction" if value >= 0.5 else "origin account holds funds"
+
+
+def _dest_zero(value: float, row: Row) -> str:
+    return "destination account empty before the transaction" if value >= 0.5 else "destination account holds funds"
+
+
+def _amount_vs_orig(value: float, row: Row) -> str:
+    return f"amount {_ratio(value)} the origin balance"
+
+
+def _drains(value: float, row: Row) -> str:
+    return "amount equals the whole origin balance" if value >= 0.5 else "amount leaves part of the origin balance"
+
+
+PHRASES: Final[dict[str, Phrase]] = {
+    "hour": _hour_of_day,
+    "day": _day,
+    "night": _night,
+    "amount": _amount_value,
+    "log_amount": _log_amount,
+    "amount_vs_type_median": _amount_vs_type,
+    "oldbalanceOrg": _balance("origin", "oldbalanceOrg"),
+    "oldbalanceDest": _balance("destination", "oldbalanceDest"),
+    "orig_balance_zero": _orig_zero,
+    "dest_balance_zero": _dest_zero,
+    "amount_vs_orig_balance": _amount_vs_orig,
+    "drains_origin": _drains,
+}
+
+
+def phrase_for(name: str, spec: FeatureSpec) -> Phrase:
+    """The phrasing function of a feature; unknown features fall back to the spec's description."""
+    if name in PHRASES:
+        return PHRASES[name]
+    if name.startswith("type_"):
+        return _type_flag(name.removeprefix("type_"))
+    description = spec.descriptions.get(name, name)
+
+    def fallback(value: float, row: Row) -> str:
+        return f"{description}: {value:g}"
+
+    return fallback
+
+
+class Explainer:
+    """Phrases the top reasons of each row; built once per served version (phrasers bound to its features)."""
+
+    def __init__(self, spec: FeatureSpec, top: int = 3) -> None:
+        self.spec = spec
+        self.top = top
+        self.names = spec.names
+        self.phrases = [phrase_for(name, spec) for name in spec.names]
+
+    def explain(
+        self,
+        contributions: np.ndarray,
+        features: np.ndarray,
+        raw: Mapping[str, Sequence[Any] | np.ndarray],
+        rows: Sequence[int] | np.ndarray,
+    ) -> list[list[Reason]]:
+        """Top reasons of the given rows.
+
+        Args:
+            contributions: (m, k + 1) log-odds contributions of the m explained rows (last column = bias).
+            features: the full (n, k) feature matrix of the request.
+            raw: the request's validated raw columns (length n).
+            rows: for each explained row, its index in the request (length m).
+        """
+        if self.top == 0 or len(rows) == 0:
+            return [[] for _ in range(len(rows))]
+        per_feature = np.asarray(contributions, dtype=np.float64)[:, :-1]
+        order = np.argsort(-per_feature, axis=1, kind="stable")
+        pushing = np.take_along_axis(per_feature, order, axis=1) > MIN_CONTRIBUTION
+        out: list[list[Reason]] = []
+        for j, index in enumerate(rows):
+            i = int(index)
+            row = Row(
+                features=dict(zip(self.names, features[i].tolist(), strict=True)),
+                raw={name: column[i] for name, column in raw.items()},
+                spec=self.spec,
+            )
+            found: dict[str, tuple[str, float]] = {}
+            for position in np.flatnonzero(pushing[j]).tolist():
+                feature = int(order[j, position])
+                name = self.names[feature]
+                text = self.phrases[feature](float(features[i, feature]), row)
+                weight = float(per_feature[j, feature])
+                if text in found:
+                    first, total = found[text]
+                    found[text] = (first, total + weight)
+                elif len(found) < self.top:
+                    found[text] = (name, weight)
+            reasons = [Reason(text, name, weight) for text, (name, weight) in found.items()]
+            reasons.sort(key=lambda reason: -reason.contribution)  # merged duplicates may have moved up
+            out.append(reasons)
+        return out

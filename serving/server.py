@@ -1,0 +1,461 @@
+"""The KServe model server, adjusted where its defaults do not fit a fraud predictor.
+
+`FraudModelServer` is `kserve.ModelServer` (same FastAPI app, same V1/V2 routes, same gRPC servicer, same
+``/metrics``) with five changes, each small and each for a reason:
+
+1. **Bind address.** KServe binds REST to 0.0.0.0 and gRPC to [::] with no option. Locally that exposes a
+   model to the network, so both bind ``FRAUD_SERVE_HOST`` (127.0.0.1 by default; a pod sets 0.0.0.0, which
+   keeps KServe's dual-stack [::] for gRPC).
+2. **Readiness.** KServe's server readiness (``/v2/health/ready``, gRPC ``ServerReady``) is always true. Here it
+   is true only when every registered model is loaded, and the model is registered before it is ready, so
+   probes see 503 while the loader retries instead of a server that refuses to start.
+3. **Errors.** Invalid input is logged as one warning line, not a traceback, and its body names the field and
+   instance; "not ready" (503, what probes see while the model loads) and "not found" (404) are one line too.
+   FastAPI answers a malformed V2 body with 422 and its own error list; it gets a 400 with one clear message
+   like every other invalid input. Malformed V2 binary payloads (a ``KeyError`` deep in KServe's decoder would
+   be a 500) become 400s.
+4. **Request logging.** One JSON line per request (REST middleware, gRPC interceptor) with the request id,
+   status and latency, replacing uvicorn's access log and KServe's timing lines; requests with a declared body
+   larger than ``FRAUD_SERVE_MAX_BODY_BYTES`` are refused with 413 before they are read.
+5. **Graceful shutdown.** On SIGTERM/SIGINT both servers stop accepting at once, in-flight requests finish (up
+   to ``FRAUD_SERVE_GRACE_PERIOD``), the model is unloaded last, and the process exits 0. KServe's own handler
+   lets uvicorn capture the signal first, stops gRPC only after REST has drained, and unloads the model while
+   gRPC calls may still need it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+import struct
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, MutableMapping
+from concurrent import futures
+from contextlib import contextmanager
+from http import HTTPStatus
+from typing import Any, Final
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from grpc import aio
+from kserve import ModelServer
+from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
+from kserve.model import BaseKServeModel
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
+from kserve.protocol.grpc.server import GRPCServer
+from kserve.protocol.grpc.servicer import InferenceServicer
+from kserve.protocol.infer_type import InferRequest
+from kserve.protocol.rest.server import RESTServer, _RefreshingServer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.importer import import_from_string
+
+from serving import logs
+from serving.validation import RequestError
+
+log = logging.getLogger(__name__)
+request_log = logging.getLogger(logs.REQUEST_LOGGER)
+
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+
+
+# --------------------------------------------------------------------------------------------- data plane
+
+
+class FraudDataPlane(DataPlane):  # type: ignore[misc]
+    """KServe's data plane with a readiness that means "can score" and a V2 binary decoder that cannot 500."""
+
+    async def ready(self) -> bool:
+        models = list(self.model_registry.get_models().values())
+        if not models:
+            return False
+        for model in models:
+            if not await model.healthy():
+                return False
+        return bool(await super().ready())
+
+    def decode_inference_request(self, body: Any, headers: dict[str, str], model_name: str) -> InferRequest:
+        try:
+            return super().decode_inference_request(body, headers, model_name)
+        except InvalidInput:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, struct.error) as exc:
+            raise RequestError(f"malformed V2 binary request ({type(exc).__name__}: {exc})") from None
+
+
+# -------------------------------------------------------------------------------------------------- REST
+
+
+def _error_response(status: int, body: dict[str, Any]) -> ORJSONResponse:
+    logs.note(error=body.get("error"))
+    return ORJSONResponse(status_code=status, content=body)
+
+
+async def invalid_input_handler(_: Request, exc: Exception) -> ORJSONResponse:
+    """400 with the message (and field/instance when known); a warning line, no traceback: it is not our bug."""
+    body = exc.as_json() if isinstance(exc, RequestError) else {"error": _friendly(str(exc))}
+    log.warning("invalid input: %s", body["error"])
+    return _error_response(400, body)
+
+
+def _friendly(message: str) -> str:
+    if message.startswith("Unrecognized request format"):
+        return "malformed JSON: " + message.split(":", 1)[-1].strip()
+    return message
+
+
+_UNION_MEMBERS: Final = frozenset({"body", "InferenceRequest", "bytes"})
+"""Parts of a FastAPI error location that name the request body or a member of KServe's body union."""
+
+
+def _location(loc: Iterable[Any]) -> str:
+    path = ""
+    for part in loc:
+        if part in _UNION_MEMBERS:
+            continue
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+async def request_validation_handler(_: Request, exc: Exception) -> ORJSONResponse:
+    """FastAPI's 422 for a V2 body it cannot parse or validate, as a 400 naming the first bad field."""
+    errors = list(exc.errors()) if isinstance(exc, RequestValidationError) else []
+    # KServe's V2 body is Union[InferenceRequest, bytes]: the "not bytes" complaint says nothing to a client.
+    errors = [e for e in errors if "bytes" not in tuple(e.get("loc", ()))[1:2]] or errors
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        detail = (first.get("ctx") or {}).get("error", "invalid JSON")
+        body: dict[str, Any] = {"error": f"malformed JSON: {detail}"}
+    else:
+        where = _location(first.get("loc", ())) or "body"
+        body = {"error": f"{where}: {first.get('msg', 'invalid request body')}", "field": where}
+        if len(errors) > 1:
+            body["error"] += f" (and {len(errors) - 1} more problem(s))"
+    log.warning("invalid input: %s", body["error"])
+    return _error_response(400, body)
+
+
+async def not_ready_handler(_: Request, exc: Exception) -> ORJSONResponse:
+    """503 while the model loads: what readiness probes expect to see, so one line and no traceback."""
+    return _error_response(503, {"error": str(exc)})
+
+
+async def not_found_handler(_: Request, exc: Exception) -> ORJSONResponse:
+    return _error_response(404, {"error": str(exc)})
+
+
+async def http_error_handler(_: Request, exc: Exception) -> ORJSONResponse:
+    """Starlette's own HTTP errors (unparseable body, unknown route, wrong method) in the same ``{"error"}`` shape."""
+    status = int(getattr(exc, "status_code", 500))
+    detail = getattr(exc, "detail", None) or HTTPStatus(status).phrase
+    if status == 400:
+        log.warning("invalid input: %s", detail)
+    response = _error_response(status, {"error": str(detail)})
+    for key, value in (getattr(exc, "headers", None) or {}).items():
+        response.headers[key] = value
+    return response
+
+
+class RequestMiddleware:
+    """Pure ASGI middleware: request id, one latency line per request, and a cap on declared body size."""
+
+    def __init__(self, app: Any, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw_id: bytes | None = None
+        length: bytes | None = None
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                raw_id = value
+            elif key == b"content-length":
+                length = value
+        request = logs.RequestScope(logs.request_id_from(raw_id), "rest")
+        token = logs.CURRENT.set(request)
+        status = 500
+        id_header = (b"x-request-id", request.request_id.encode("ascii"))
+
+        async def send_with_id(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                message["headers"] = [*message.get("headers", []), id_header]
+            await send(message)
+
+        try:
+            if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+                response = _error_response(
+                    413,
+                    {
+                        "error": f"request body of {int(length):,} bytes exceeds {self.max_body_bytes:,} bytes "
+                        "(FRAUD_SERVE_MAX_BODY_BYTES); send smaller batches"
+                    },
+                )
+                await response(scope, receive, send_with_id)
+                return
+            await self.app(scope, receive, send_with_id)
+        finally:
+            logs.CURRENT.reset(token)
+            _log_request(request, scope.get("method", ""), scope.get("path", ""), status)
+
+
+def _log_request(request: logs.RequestScope, method: str, path: str, status: int | str) -> None:
+    elapsed = request.elapsed_ms()
+    # 503 is what probes get while the model loads: expected, not an error
+    level = logging.ERROR if isinstance(status, int) and status >= 500 and status != 503 else logging.INFO
+    fields = {
+        "event": "request",
+        "request_id": request.request_id,
+        "protocol": request.protocol,
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": elapsed,
+        **request.fields,
+    }
+    request_log.log(level, "%s %s %s %.3f ms", method, path, status, elapsed, extra={"fields": fields})
+
+
+class _NoSignalUvicorn(_RefreshingServer):  # type: ignore[misc]
+    """uvicorn's server (with KServe's certificate refresh) minus its own signal capture: the model server
+    stops REST and gRPC together from one handler."""
+
+    @contextmanager
+    def capture_signals(self) -> Any:
+        yield
+
+
+class FraudRESTServer(RESTServer):  # type: ignore[misc]
+    """KServe's REST server bound to ``host``, with the middleware and error handlers above."""
+
+    def __init__(self, *args: Any, host: str, max_body_bytes: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config.host = host
+        self.config.access_log = False  # the request line replaces it
+        self._server = _NoSignalUvicorn(self.config)
+        self.max_body_bytes = max_body_bytes
+
+    def create_application(self) -> None:
+        app: FastAPI = import_from_string(FASTAPI_APP_IMPORT_STRING)
+        app.add_middleware(RequestMiddleware, max_body_bytes=self.max_body_bytes)
+        self._register_endpoints(app)
+        self._add_exception_handlers(app)
+        app.add_exception_handler(InvalidInput, invalid_input_handler)
+        app.add_exception_handler(RequestValidationError, request_validation_handler)
+        app.add_exception_handler(StarletteHTTPException, http_error_handler)
+        for not_ready in (ModelNotReady, ServerNotReady):
+            app.add_exception_handler(not_ready, not_ready_handler)
+        app.add_exception_handler(ModelNotFound, not_found_handler)
+
+    def request_stop(self, *, force: bool = False) -> None:
+        """Stop accepting connections and let in-flight requests finish (``force`` abandons them)."""
+        if force:
+            self._server.force_exit = True
+        self._server.should_exit = True
+
+
+# -------------------------------------------------------------------------------------------------- gRPC
+
+
+class QuietExceptionToStatusInterceptor(ExceptionToStatusInterceptor):  # type: ignore[misc]
+    """KServe's mapping of errors to gRPC codes, minus the traceback for a client's invalid input."""
+
+    async def handle_exception(self, ex: Exception, request_or_iterator: Any, context: Any, method_name: str) -> None:
+        if isinstance(ex, InvalidInput):
+            log.warning("invalid input: %s", ex)
+            logs.note(error=str(ex))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(ex))
+        await super().handle_exception(ex, request_or_iterator, context, method_name)
+
+
+class RequestLogInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
+    """One latency line per unary gRPC call, with the caller's ``x-request-id`` metadata or a fresh id."""
+
+    async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        behaviour = handler.unary_unary
+        method = handler_call_details.method
+        metadata = dict(handler_call_details.invocation_metadata or ())
+
+        async def logged(request: Any, context: Any) -> Any:
+            scope = logs.RequestScope(logs.request_id_from(metadata.get("x-request-id")), "grpc")
+            token = logs.CURRENT.set(scope)
+            status = "OK"
+            try:
+                result = behaviour(request, context)
+                return await result if inspect.isawaitable(result) else result
+            except BaseException:
+                code = context.code() if hasattr(context, "code") else None
+                status = code.name if isinstance(code, grpc.StatusCode) else "ERROR"
+                raise
+            finally:
+                logs.CURRENT.reset(token)
+                _log_request(scope, "RPC", method, status)
+
+        return grpc.unary_unary_rpc_method_handler(
+            logged,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def grpc_address(host: str, port: int) -> str:
+    """``host:port`` for gRPC; 0.0.0.0 keeps KServe's dual-stack ``[::]``, IPv6 literals get brackets."""
+    if host in {"0.0.0.0", "::"}:  # noqa: S104 - binding all interfaces is what a pod asks for
+        return f"[::]:{port}"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class FraudGRPCServer(GRPCServer):  # type: ignore[misc]
+    """KServe's gRPC server (same servicer and message limits) on ``host``, with the interceptors above."""
+
+    def __init__(self, *args: Any, host: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.host = host
+
+    async def start(self, max_workers: int) -> None:
+        servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+        self._server = aio.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers),
+            interceptors=(RequestLogInterceptor(), QuietExceptionToStatusInterceptor()),
+            options=[
+                ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
+                ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
+            ],
+        )
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+        address = grpc_address(self.host, self._port)
+        self._server.add_insecure_port(address)
+        log.info("gRPC server listening on %s with %d worker threads", address, max_workers)
+        await self._server.start()
+        await self._server.wait_for_termination()
+
+
+# ------------------------------------------------------------------------------------------ model server
+
+
+def _run(main: Coroutine[Any, Any, None], event_loop: str) -> None:
+    """Run the servers on uvloop when asked (``--event-loop auto|uvloop``) and installed, else on asyncio.
+
+    KServe's ``--event-loop`` only reaches uvicorn's own ``run()``; KServe then starts the servers with
+    ``asyncio.run`` on the default loop, so the flag has no effect there. uvloop halves the cost of a thread
+    hop and of socket I/O per request.
+    """
+    if event_loop in {"auto", "uvloop"}:
+        try:
+            import uvloop
+        except ImportError:
+            if event_loop == "uvloop":
+                raise
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
+
+
+class FraudModelServer(ModelServer):  # type: ignore[misc]
+    """`kserve.ModelServer` with the bind address, readiness, errors, logging and shutdown described above."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        http_port: int,
+        grpc_port: int,
+        enable_grpc: bool = True,
+        max_body_bytes: int = 8 * 1024 * 1024,
+        grace_period: float = 30.0,
+        grpc_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            http_port=http_port,
+            grpc_port=grpc_port,
+            workers=1,
+            enable_grpc=enable_grpc,
+            enable_latency_logging=False,
+            grace_period=int(max(1, round(grace_period))),
+            **kwargs,
+        )
+        self.dataplane = FraudDataPlane(model_registry=self.registered_models)
+        self.host = host
+        self.max_body_bytes = max_body_bytes
+        self.grpc_options = grpc_options or {}
+        self._stopping = False
+        self._grpc_stopping: asyncio.Future[None] | None = None
+
+    def start(self, models: list[BaseKServeModel]) -> None:
+        """Register the models (ready or not), start their loading, serve until a stop signal, then unload."""
+        for model in models:
+            self.register_model(model)
+            model.start()
+        self._rest_server = FraudRESTServer(
+            FASTAPI_APP_IMPORT_STRING,
+            self.dataplane,
+            self.model_repository_extension,
+            self.http_port,
+            host=self.host,
+            max_body_bytes=self.max_body_bytes,
+            access_log_format=self.access_log_format,
+            workers=1,
+            grace_period=self.grace_period,
+            event_loop=self.event_loop,
+            timeout_keep_alive=self.timeout_keep_alive,
+            ssl_certfile=self.ssl_certfile,
+            ssl_keyfile=self.ssl_keyfile,
+        )
+        servers = [self._rest_server.start()]
+        if self.enable_grpc:
+            self._grpc_server = FraudGRPCServer(
+                self.grpc_port,
+                self.dataplane,
+                self.model_repository_extension,
+                kwargs=self.grpc_options,
+                grace_period=self.grace_period,
+                host=self.host,
+            )
+            servers.append(self._grpc_server.start(self.max_threads))
+        log.info(
+            "REST on http://%s:%d%s",
+            self.host,
+            self.http_port,
+            f", gRPC on {grpc_address(self.host, self.grpc_port)}" if self.enable_grpc else "",
+        )
+        _run(self._serve(servers), self.event_loop)
+
+    async def _serve(self, servers: list[Awaitable[Any]]) -> None:
+        self.setup_event_loop()
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, self.stop, sig)
+        try:
+            await asyncio.gather(*servers)
+        finally:
+            for name in list(self.registered_models.get_models()):
+                self.registered_models.unload(name)
+            log.info("model server stopped")
+
+    def stop(self, sig: int) -> None:
+        """First signal: stop accepting and drain; a second one abandons in-flight requests."""
+        force = self._stopping
+        self._stopping = True
+        name = signal.Signals(sig).name
+        if force:
+            log.warning("%s again: stopping now, abandoning in-flight requests", name)
+        else:
+            log.info("%s: no new requests; draining in-flight ones (up to %d s)", name, self.grace_period)
+        if self._rest_server is not None:
+            self._rest_server.request_stop(force=force)
+        if self._grpc_server is not None and not force:
+            self._grpc_stopping = asyncio.ensure_future(self._grpc_server.stop(sig))
