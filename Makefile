@@ -13,10 +13,11 @@ BIN := $(VENV)/bin
 DEMO_ROWS ?= 1000000
 DEMO_SEED ?= 7
 DEMO_FILE ?= data/paysim-demo.parquet
+DEMO_TRIALS ?= 12
 PYTEST_ARGS ?=
 CHECKOV := .tools/checkov/bin/checkov
 
-.PHONY: help venv demo test lint typecheck unit up down status clean
+.PHONY: help venv demo test lint typecheck up down status clean serve fuzz bench-generate bench-pipeline bench-serving
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,11 +32,12 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 venv: $(VENV)/.synced ## create or update .venv from uv.lock
 
-demo: venv ## start the local stack, generate and ingest a dataset, print its profile
+demo: venv ## start the local stack, generate + ingest + profile a dataset, train and register the model
 	$(BIN)/fraudctl up
 	$(BIN)/fraudctl data generate --rows $(DEMO_ROWS) --seed $(DEMO_SEED) --output $(DEMO_FILE)
 	$(BIN)/fraudctl data ingest --source $(DEMO_FILE)
 	$(BIN)/fraudctl data profile $(DEMO_FILE) --summary
+	$(BIN)/fraudctl pipeline run --source $(DEMO_FILE) --seed $(DEMO_SEED) --trials $(DEMO_TRIALS)
 	$(BIN)/fraudctl status
 
 test: venv $(CHECKOV) lint typecheck ## lint, type-check and run every test (starts its own local stack on free ports)
@@ -56,6 +58,18 @@ down: venv ## stop the local stack
 
 status: venv ## show what the local stack runs where
 	$(BIN)/fraudctl status
+
+serve: venv ## serve the champion model with the KServe predictor on 127.0.0.1:8080 (needs `make demo` first)
+	$(BIN)/fraudctl serve --alias champion --port 8080
+
+fuzz: venv ## send 10,000 malformed requests to a private predictor and count the answers by status class
+	$(BIN)/python -m benchmarks.fuzz_predictor --examples 10000
+
+bench-generate: venv ## generator rows/s and peak memory at 1M and 6.36M rows, and ingest time
+	$(BIN)/python benchmarks/generate.py
+
+bench-pipeline: venv ## local pipeline wall time per step and peak memory at 1M and 6.36M rows, 20 trials
+	$(BIN)/python benchmarks/pipeline.py --sizes 1000000 6362620 --trials 20
 
 clean: ## stop the stack and remove local state (.fraud/, data/)
 	-$(BIN)/fraudctl down
