@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import mlflow.pyfunc
+from mlflow.pyfunc import PyFuncModel
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -35,7 +36,7 @@ GENUINE = Path(__file__).resolve().parents[2] / "shared" / "data" / "paysim" / "
 RAW_INPUTS = ("step", "type", "amount", "nameOrig", "nameDest", "oldbalanceOrg", "oldbalanceDest")
 
 
-def _score(model: mlflow.pyfunc.PyFuncModel, table: pa.Table) -> dict[str, float]:
+def _score(model: PyFuncModel, table: pa.Table) -> dict[str, float]:
     frame: pd.DataFrame = table.select(list(RAW_INPUTS)).to_pandas()
     answer = model.predict(frame)
     y = table["isFraud"].to_numpy().astype(np.int8)
