@@ -19,11 +19,11 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import mlflow.pyfunc
-from mlflow.pyfunc import PyFuncModel
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from mlflow.pyfunc import PyFuncModel
 
 from fraud.data.adapters import get_adapter
 from fraud.data.generator import generate
@@ -38,7 +38,7 @@ RAW_INPUTS = ("step", "type", "amount", "nameOrig", "nameDest", "oldbalanceOrg",
 
 def _score(model: PyFuncModel, table: pa.Table) -> dict[str, float]:
     frame: pd.DataFrame = table.select(list(RAW_INPUTS)).to_pandas()
-    answer = model.predict(frame)
+    answer = pd.DataFrame(model.predict(frame))
     y = table["isFraud"].to_numpy().astype(np.int8)
     p = answer["fraud_probability"].to_numpy(dtype=np.float64)
     blocked = answer["decision"].to_numpy() == "block"
