@@ -46,7 +46,18 @@ from fraud.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MODEL_REQUIREMENTS = ("mlflow", "numpy", "pandas", "pyarrow", "scikit-learn", "xgboost-cpu", "joblib", "pydantic")
+MODEL_REQUIREMENTS = (
+    "mlflow",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scipy",
+    "scikit-learn",
+    "xgboost-cpu",
+    "joblib",
+    "pydantic",
+)
+"""What the pyfunc model imports when loaded elsewhere (its code travels in the model via ``code_paths``)."""
 
 
 @dataclass(frozen=True)

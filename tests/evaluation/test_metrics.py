@@ -11,14 +11,13 @@ import pytest
 from sklearn import metrics as skm
 
 from fraud.errors import EvaluationError, PipelineError
-from fraud.evaluation import (
+from fraud.evaluation.metrics import (
     CONFUSION_LABELS,
+    METRIC_KEY,
     NEVER,
     EvaluationReport,
-    Thresholds,
     at_alert_budget,
     average_precision,
-    choose_thresholds,
     confusion_at,
     confusion_matrix,
     evaluate_block,
@@ -31,7 +30,7 @@ from fraud.evaluation import (
     roc_auc,
     roc_curve_points,
 )
-from fraud.evaluation.metrics import METRIC_KEY
+from fraud.evaluation.thresholds import Thresholds, choose_thresholds
 
 # Ten transactions, ranked by score. Frauds at 0.95, 0.8, 0.5 and 0.2; six legit.
 SCORES = np.array([0.95, 0.90, 0.80, 0.70, 0.60, 0.50, 0.40, 0.30, 0.20, 0.10])

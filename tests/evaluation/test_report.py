@@ -13,16 +13,9 @@ import numpy.typing as npt
 import pytest
 
 from fraud.errors import EvaluationError
-from fraud.evaluation import (
-    FIGURES,
-    EvaluationReport,
-    Thresholds,
-    build_figures,
-    choose_thresholds,
-    evaluate_block,
-    save_figures,
-    write_model_report,
-)
+from fraud.evaluation.metrics import EvaluationReport, evaluate_block
+from fraud.evaluation.report import FIGURES, build_figures, save_figures, write_model_report
+from fraud.evaluation.thresholds import Thresholds, choose_thresholds
 from fraud.features import BALANCE_ARTEFACT_NOTE
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

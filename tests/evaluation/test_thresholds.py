@@ -9,14 +9,13 @@ import numpy.typing as npt
 import pytest
 
 from fraud.errors import EvaluationError, PipelineError
-from fraud.evaluation import (
+from fraud.evaluation.metrics import NEVER, expected_cost
+from fraud.evaluation.thresholds import (
     DEFAULT_ALERT_BUDGET,
     DEFAULT_REVIEW_COST,
     DEFAULT_REVIEW_SHARE,
-    NEVER,
     Thresholds,
     choose_thresholds,
-    expected_cost,
 )
 
 # Ten transactions. Frauds at 0.95 (1000), 0.8 (300), 0.5 (40), 0.2 (5): total fraud amount 1345.
