@@ -71,6 +71,9 @@ bench-generate: venv ## generator rows/s and peak memory at 1M and 6.36M rows, a
 bench-pipeline: venv ## local pipeline wall time per step and peak memory at 1M and 6.36M rows, 20 trials
 	$(BIN)/python benchmarks/pipeline.py --sizes 1000000 6362620 --trials 20
 
+bench-serving: venv | $(UV) ## serving benchmark: ours vs mlflow models serve vs MLServer (~15 min)
+	$(BIN)/python benchmarks/serving.py --uv $(UV) --json benchmarks/results/serving.json
+
 clean: ## stop the stack and remove local state (.fraud/, data/)
 	-$(BIN)/fraudctl down
 	rm -rf .fraud data
