@@ -37,7 +37,7 @@ demo: venv ## start the local stack, generate + ingest + profile a dataset, trai
 	$(BIN)/fraudctl data generate --rows $(DEMO_ROWS) --seed $(DEMO_SEED) --output $(DEMO_FILE)
 	$(BIN)/fraudctl data ingest --source $(DEMO_FILE)
 	$(BIN)/fraudctl data profile $(DEMO_FILE) --summary
-	$(BIN)/fraudctl pipeline run --source $(DEMO_FILE) --seed $(DEMO_SEED) --trials $(DEMO_TRIALS)
+	$(BIN)/fraudctl pipeline run --rows $(DEMO_ROWS) --seed $(DEMO_SEED) --trials $(DEMO_TRIALS)
 	$(BIN)/fraudctl status
 
 test: venv $(CHECKOV) lint typecheck ## lint, type-check and run every test (starts its own local stack on free ports)

@@ -69,7 +69,7 @@ CSV_BATCH: Final = 250_000
 
 _STREAMS: Final = (
     "steps", "types", "amounts", "origin_balances", "fraud", "fraud_steps", "aftermath", "order", "origin_ids",
-    "dest_pool", "dest_balances", "merchant_ids", "mule_ids", "fraud_dests",
+    "dest_pool", "dest_balances", "merchant_ids", "mule_ids", "fraud_dests", "support",
 )  # fmt: skip
 """One independent random stream per aspect; add new names at the end so existing streams keep their draws."""
 
@@ -104,8 +104,9 @@ def _plan_fraud(rows: int, scenario: Scenario, published: Published) -> tuple[in
 
 def _rows(rows: int, scenario: Scenario, published: Published, streams: dict[str, np.random.Generator]) -> Rows:
     """Every row of the month in log order, without ids and pool destination balances yet."""
+    support_seed = int(streams["support"].integers(0, 2**62))  # which hours of the month carry legitimate rows
     pair_rows, aftermath = _plan_fraud(rows, scenario, published)
-    pairs = fraud_rows(fraud_chunks(streams["fraud"], pair_rows, scenario), scenario, streams)
+    pairs = fraud_rows(*fraud_chunks(streams, pair_rows, scenario, support_seed), streams)
     first_unit = int(pairs.unit.max()) + 1 if len(pairs.unit) else 0
     later = aftermath_rows(aftermath, scenario, streams["aftermath"], first_unit)
     fraud = FraudRows(
@@ -113,7 +114,9 @@ def _rows(rows: int, scenario: Scenario, published: Published, streams: dict[str
         np.concatenate([pairs.unit, later.unit]),
         np.concatenate([pairs.sub, later.sub]),
     )
-    legit = legit_rows(rows - len(fraud.rows), scenario, published, streams)  # fraud never exceeds its target
+    legit = legit_rows(
+        rows - len(fraud.rows), scenario, published, streams, support_seed
+    )  # fraud never exceeds its target
     return merge(legit, fraud, streams["order"])
 
 

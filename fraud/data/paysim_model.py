@@ -93,8 +93,11 @@ class VictimBalances:
     rich_share: float
     rich_range: tuple[float, float]
     integer_share: float
-    """Share of victims whose balance is a whole number (an untouched initial balance): 16 of 46 fraudulent
-    TRANSFER amounts in the real head are integers, against about 1% of legitimate amounts."""
+    """Share of these victims whose balance is a whole number. Initial balances are mostly whole (87% of the
+    head's new destination accounts), but a balance that has moved holds cents like the amounts that moved it
+    (about 1% of legitimate amounts are whole). The head's 16 whole fraudulent TRANSFER amounts of 46 are the
+    victims that still hold their untouched initial balance (`UNTOUCHED_VICTIM_BALANCES`), which
+    `timeline.untouched_victim_share` predicts at 0.39 for its steps."""
 
 
 VICTIMS: Final = VictimBalances(
@@ -104,7 +107,7 @@ VICTIMS: Final = VictimBalances(
     truncate=23_071_442.0,
     rich_share=0.0028639,
     rich_range=(40_000_000.0, 60_000_000.0),
-    integer_share=0.35,
+    integer_share=0.01,
 )
 
 # Victims keep transacting after the takeover and the simulator labels those rows fraudulent too; they explain
@@ -186,6 +189,14 @@ often as in the head (21%)."""
 DEST_EMPTY_ZERO_TO_ZERO: Final = 0.002
 """Probability that an account which starts the step empty also ends it empty although it received money:
 sets the legitimate TRANSFER/CASH_OUT 0 → 0 share (published 0.00062)."""
+UNTOUCHED_VICTIM_BALANCES: Final = BalanceTable(
+    0.0, DEST_INITIAL_BALANCES.integer_share, DEST_INITIAL_BALANCES.log10_quantiles
+)
+"""Balance of a victim taken over before its first own transaction: PaySim's initial balance of a client of its
+list, i.e. a new customer destination's balance (`DEST_INITIAL_BALANCES`), positive (a fraudster finds nothing
+to take from an empty account). Only the first hours of a month have many such victims (see
+``timeline.untouched_victim_share``); they are why the genuine head's frauds are small (median 29.7k over steps
+1-9, against 441k for the month) and often whole numbers."""
 MULE_REUSED_SHARE: Final = 0.028
 """A mule's balance is 0 again when the step is written (it cashed out), except when it was picked as the
 destination of some later payment in the same step: sets the published fraud 0 → 0 share (0.4956)."""

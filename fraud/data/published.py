@@ -66,6 +66,10 @@ class Published:
     daily_rows: tuple[int, ...]
     """Rows per day of month; index = day - 1."""
     daily_fraud: tuple[int, ...]
+    fraud_only_steps: int
+    """Steps with fraudulent rows only, no legitimate one (a full-size month; see ``legit_activity``)."""
+    last_legit_step: int
+    """The last step with a legitimate row: after it the month has fraud only."""
     distinct_origins: int = DISTINCT_ORIGINS
     distinct_destinations: int = DISTINCT_DESTINATIONS
     max_origin_repeats: int = MAX_ORIGIN_REPEATS
@@ -126,6 +130,7 @@ def parse_published(raw: Mapping[str, Any]) -> Published:
     try:
         fraud_amount = raw["fraud_amount"]
         dzz = raw["dest_zero_to_zero_share_transfer_cashout"]
+        activity = raw["legit_activity"]
         published = Published(
             source=str(raw["source"]),
             rows=int(raw["rows"]),
@@ -149,6 +154,8 @@ def parse_published(raw: Mapping[str, Any]) -> Published:
             hourly_fraud=_fraud_by_index(raw["hourly"], "hour", HOURS_PER_DAY, 0),
             daily_rows=_by_index(raw["daily"], "day", DAYS, 1),
             daily_fraud=_fraud_by_index(raw["daily"], "day", DAYS, 1),
+            fraud_only_steps=int(activity["fraud_only_steps"]),
+            last_legit_step=int(activity["last_legit_step"]),
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ConfigError(f"published statistics are malformed: {exc!r}") from exc
@@ -156,6 +163,8 @@ def parse_published(raw: Mapping[str, Any]) -> Published:
         raise ConfigError("published statistics are inconsistent: hourly/daily rows do not add up to 'rows'")
     if sum(published.daily_fraud) != published.fraud or sum(published.hourly_fraud) != published.fraud:
         raise ConfigError("published statistics are inconsistent: hourly/daily fraud does not add up to 'fraud'")
+    if not 0 < published.last_legit_step <= MAX_STEP or not 0 <= published.fraud_only_steps < MAX_STEP:
+        raise ConfigError("published statistics are inconsistent: legit_activity is outside steps 1..743")
     return published
 
 

@@ -14,7 +14,7 @@ from fraud.data import paysim_model as pm
 from fraud.data.fraudsters import LIMIT_CENTS, Chunks, smurfing, takeover
 from fraud.data.published import Published
 from fraud.data.scenarios import Scenario
-from fraud.data.timeline import month_steps, step_weights
+from fraud.data.timeline import month_steps, step_weights, untouched_victim_share
 from fraud.schema import TRANSACTION_TYPES
 
 IntArray = npt.NDArray[np.int64]
@@ -63,9 +63,14 @@ def _full(value: int, size: int) -> Int8Array:
     return np.full(size, value, dtype=np.int8)
 
 
-def legit_rows(count: int, scenario: Scenario, published: Published, streams: dict[str, np.random.Generator]) -> Rows:
-    """`count` legitimate rows, sorted by step (rows of one step are exchangeable, so already in random order)."""
-    per_step = streams["steps"].multinomial(count, step_weights(scenario.start_step))
+def legit_rows(
+    count: int, scenario: Scenario, published: Published, streams: dict[str, np.random.Generator], support_seed: int
+) -> Rows:
+    """`count` legitimate rows, sorted by step (rows of one step are exchangeable, so already in random order).
+
+    `support_seed` chooses which hours of the month carry legitimate rows (`timeline.legit_support`).
+    """
+    per_step = streams["steps"].multinomial(count, step_weights(scenario.start_step, support_seed=support_seed))
     step = np.repeat(month_steps(scenario.start_step), per_step)
     mix = scenario.legit_type_shares({t: n / published.legit for t, n in published.legit_by_type.items()})
     drawn = streams["types"].choice(len(TRANSACTION_TYPES), size=count, p=[mix[t] for t in TRANSACTION_TYPES])
@@ -96,15 +101,31 @@ def legit_rows(count: int, scenario: Scenario, published: Published, streams: di
     )
 
 
-def fraud_chunks(rng: np.random.Generator, target_rows: int, scenario: Scenario) -> Chunks:
-    """Victims drawn until their transfer + cash-out pairs fill `target_rows` as closely as possible."""
+def fraud_chunks(
+    streams: dict[str, np.random.Generator], target_rows: int, scenario: Scenario, support_seed: int
+) -> tuple[Chunks, IntArray]:
+    """Victims drawn until their transfer + cash-out pairs fill `target_rows` as closely as possible.
+
+    Each victim gets its step first (fraud arrives at an almost constant rate), then its balance: the untouched
+    initial balance of a new client with the step's `untouched_victim_share`, otherwise a balance that has moved
+    (`paysim_model.VICTIMS`). Returns the chunks and each victim's step.
+    """
+    rng, step_rng = streams["fraud"], streams["fraud_steps"]
+    steps = month_steps(scenario.start_step)
+    weights = step_weights(scenario.start_step, fraud=True)
+    untouched_share = untouched_victim_share(scenario.start_step, support_seed=support_seed)
     batch = max(16, target_rows // 2)
     balances = np.zeros(0, dtype=np.int64)
+    victim_step = np.zeros(0, dtype=np.int64)
     while True:
+        step = step_rng.choice(steps, size=batch, p=weights)
         drawn = pm.victim_balances(rng, batch)
         whole = rng.random(batch) < pm.VICTIMS.integer_share
         cents = np.where(whole, np.round(drawn) * 100, np.round(drawn * 100)).astype(np.int64)
+        untouched = np.flatnonzero(rng.random(batch) < untouched_share[step - scenario.start_step])
+        cents[untouched] = pm.table_balances(rng, pm.UNTOUCHED_VICTIM_BALANCES, len(untouched))
         balances = np.concatenate([balances, np.maximum(cents, 1)])
+        victim_step = np.concatenate([victim_step, step])
         if scenario.fraud_pattern == "smurfing":
             chunks = smurfing(rng, balances, scenario.smurf_chunks, scenario.smurf_chunk_max)
         else:
@@ -115,17 +136,13 @@ def fraud_chunks(rng: np.random.Generator, target_rows: int, scenario: Scenario)
         batch *= 2
     victims = int(np.searchsorted(cumulative, target_rows, side="right"))
     keep = chunks.victim < victims
-    return Chunks(*(getattr(chunks, f.name)[keep] for f in fields(Chunks)))
+    return Chunks(*(getattr(chunks, f.name)[keep] for f in fields(Chunks))), victim_step[:victims]
 
 
-def fraud_rows(chunks: Chunks, scenario: Scenario, streams: dict[str, np.random.Generator]) -> FraudRows:
+def fraud_rows(chunks: Chunks, victim_step: IntArray, streams: dict[str, np.random.Generator]) -> FraudRows:
     """Each transfer of `chunks` to a fresh mule, followed by the mule's CASH_OUT, in the victim's step."""
     n = len(chunks)
-    victims = int(chunks.victim.max()) + 1 if n else 0
-    steps, dests = streams["fraud_steps"], streams["fraud_dests"]
-    victim_step = steps.choice(
-        month_steps(scenario.start_step), size=victims, p=step_weights(scenario.start_step, fraud=True)
-    )
+    dests = streams["fraud_dests"]
     step = victim_step[chunks.victim]
     cashout = chunks.mule_cashout
     # The mule is emptied by its cash-out before the step is written, unless a later payment of the same step
