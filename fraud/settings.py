@@ -108,7 +108,10 @@ class Settings(BaseSettings):
     seaweed_volume_port: int = Field(default=9340, ge=1, le=55535, description="SeaweedFS volume port.")
     seaweed_filer_port: int = Field(default=8888, ge=1, le=55535, description="SeaweedFS filer port.")
     seaweed_admin_port: int = Field(
-        default=23646, ge=1, le=55535, description="SeaweedFS admin server port (`weed mini` always starts it)."
+        default=9346,
+        ge=1,
+        le=55535,
+        description="SeaweedFS admin port (`weed mini` always starts it); +10000 stays below the ephemeral range.",
     )
     stack_start_timeout: float = Field(
         default=120.0, gt=0, description="Seconds `fraudctl up` waits for a server to become healthy."
@@ -137,8 +140,12 @@ class Settings(BaseSettings):
         ),
     )
     serve_reasons: Literal["all", "flagged", "none"] = Field(
-        default="all",
-        description="Which transactions get reasons by default: all, only review/block ones, or none.",
+        default="flagged",
+        description=(
+            "Which transactions get reasons when a request does not say (parameters.reasons): only review/block "
+            "ones (the transactions an analyst acts on; exact contributions cost more than the score), all, or "
+            "none."
+        ),
     )
     serve_top_reasons: int = Field(default=3, ge=0, le=10, description="Reasons returned per transaction.")
     model_dir: Path | None = Field(
