@@ -3,7 +3,8 @@
 Run: ``.venv/bin/python benchmarks/calibrate_generator.py``. It fits, with the generator's own samplers:
 
 1. the victims' balance distribution (``paysim_model.VICTIMS``) to the published fraud amounts (median, mean,
-   p95) and to the 16 flagged rows of the month;
+   p95) and to the 16 flagged rows of the month, with the month's few untouched victims mixed in as the generator
+   does (``timeline.untouched_victim_share``);
 2. the legitimate amount shapes (``paysim_model.AMOUNT_SHAPES``): each type's ``a`` and ``sigma`` to the published
    overall quartiles and to the full file's mean per type and standard deviation (which set how heavy the right
    tails are), with each type's ``scale`` on its published median.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from functools import cache
 
 import numpy as np
 from scipy import optimize, special
@@ -23,6 +25,7 @@ from scipy import optimize, special
 from fraud.data import paysim_model as pm
 from fraud.data.fraudsters import takeover
 from fraud.data.published import load_published
+from fraud.data.timeline import step_weights, untouched_victim_share
 
 SAMPLES = 400_000
 TAIL_SIGMA = 1.5
@@ -46,9 +49,23 @@ notebooks; weighted by the published row counts they give back the overall mean,
 HERMITE_NODES = 48
 
 
+@cache
+def untouched_share() -> float:
+    """The month's share of victims robbed before their first own transaction (fraud-weighted average of
+    `timeline.untouched_victim_share`, over a few drawn supports)."""
+    fraud = step_weights(fraud=True)
+    return float(np.mean([(untouched_victim_share(support_seed=seed) * fraud).sum() for seed in range(8)]))
+
+
 def fraud_row_amounts(model: pm.VictimBalances, seed: int = 7) -> tuple[np.ndarray, int, int]:
-    """Amounts (currency) of the fraudulent rows the takeover makes from SAMPLES victims, flagged rows, rows."""
-    balances = pm.to_cents(pm.victim_balances(np.random.default_rng(seed), SAMPLES, model))
+    """Amounts (currency) of the fraudulent rows the takeover makes from SAMPLES victims, flagged rows, rows.
+
+    As in the generator, a share of the victims (`untouched_share`) holds an untouched initial balance instead.
+    """
+    rng = np.random.default_rng(seed)
+    balances = pm.to_cents(pm.victim_balances(rng, SAMPLES, model))
+    untouched = np.flatnonzero(rng.random(SAMPLES) < untouched_share())
+    balances[untouched] = np.maximum(pm.table_balances(rng, pm.UNTOUCHED_VICTIM_BALANCES, len(untouched)), 1)
     chunks = takeover(balances)
     amounts = np.concatenate([chunks.amount, chunks.mule_cashout]) / 100.0
     return amounts, int(chunks.flagged.sum()), len(amounts)

@@ -25,7 +25,7 @@ import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -96,7 +96,9 @@ def _model(family: str, seed: int) -> Any:
         return xgb.XGBClassifier(**XGB_PARAMS, random_state=seed)
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    return HistGradientBoostingClassifier(max_iter=300, learning_rate=0.1, max_leaf_nodes=31, random_state=seed)
+    return HistGradientBoostingClassifier(
+        max_iter=300, learning_rate=0.1, max_leaf_nodes=31, early_stopping=False, random_state=seed
+    )
 
 
 def read_real_head(path: Path = REAL_HEAD) -> pa.Table:
@@ -148,11 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", default="baseline", help="scenario preset name")
     parser.add_argument("--hist-gb", action="store_true", help="also train scikit-learn's HistGradientBoosting")
     parser.add_argument(
+        "--feature-sets", default=",".join(FEATURE_SETS), help="comma-separated feature sets (default: all)"
+    )
+    parser.add_argument(
         "--no-head", action="store_true", help="skip the genuine head and the independent full-size month"
     )
     args = parser.parse_args(argv)
     seeds = [int(part) for part in args.seeds.split(",") if part.strip()]
     families = ("xgboost", "hist_gb") if args.hist_gb else ("xgboost",)
+    feature_sets = [cast(FeatureSetName, name) for name in args.feature_sets.split(",") if name in FEATURE_SETS]
 
     heads: dict[str, pa.Table] = {}
     if not args.no_head and REAL_HEAD.exists():
@@ -164,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in seeds:
         blocks = _month(args.rows, seed, args.scenario)
         for family in families:
-            for feature_set in FEATURE_SETS:
+            for feature_set in feature_sets:
                 started = time.perf_counter()
                 results = evaluate(blocks, feature_set, family, seed, heads if seed == seeds[0] else {})
                 print(f"{family} / {feature_set} ({time.perf_counter() - started:.0f} s)")

@@ -8,10 +8,12 @@ What it reproduces, and from what (details in `paysim_model`, `timeline`, `fraud
 `ids`):
 
 * when: per-step volumes whose hour-of-day and day-of-month marginals are the published tables, one matrix for
-  legitimate rows (strong daily cycle, front-loaded month, nothing on day 31) and one for fraud (almost flat);
+  legitimate rows (strong daily cycle, front-loaded month, nothing after step 718) on a sparse support drawn per
+  month, so that about 320 hours hold fraud only as in the published log, and one for fraud (almost flat);
 * what: the published type mix and per-type legitimate medians and overall quartiles, with heavy right tails;
 * fraud: the simulator's account takeover (drain the victim in chunks of at most 10M to fresh mules, each mule
-  cashes out the same amount in the same step) and the victims' own later transactions;
+  cashes out the same amount in the same step) and the victims' own later transactions; in the young month's
+  first hours many victims still hold their small, whole initial balance;
 * ``isFlaggedFraud``: the simulator's rule, not the data card's "more than 200,000" (``checkBalanceDropping`` in
   EdgarLopezPhD/PaySim ``Client.java``): from an account's fourth transfer on, a transfer that would leave the
   balance more than 2.5 x 10M below the highest balance seen during its first three transfers is flagged and

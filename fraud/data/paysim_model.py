@@ -77,11 +77,15 @@ chunk of a split transfer is kept here, so the row count stays as planned."""
 
 # --- fraud: the victims' balances -------------------------------------------------------------------------
 # A fraud drains a victim's whole balance B in chunks of at most TRANSFER_LIMIT, so the fraud amounts are the
-# chunks of B. B is a two-piece lognormal (median e^mu, spread s_low below it and s_high above) truncated at
+# chunks of B. For a victim whose balance has moved since PaySim created it (all but about 1% of the month's
+# victims), B is a two-piece lognormal (median e^mu, spread s_low below it and s_high above) truncated at
 # `truncate`, plus a small share of very rich victims (uniform in `rich_range`): the only ones whose fifth and
 # later chunks trip the simulator's balance-dropping rule. mu, s_high, the truncation and the rich share are
-# fitted to the published fraud median, mean, p95 and the 16 flagged rows of the month; s_low is not pinned by
-# any published figure (the head's first hours have smaller frauds than the month) and is a moderate choice.
+# fitted to the published fraud median, mean, p95 and the 16 flagged rows of the month (with the month's few
+# untouched victims mixed in, as the generator does); s_low is not pinned by any published figure and is a
+# moderate choice. Victims robbed before their first own transaction hold their untouched initial balance instead
+# (`UNTOUCHED_VICTIM_BALANCES`): many in the first hours of a month, almost none later
+# (``timeline.untouched_victim_share``).
 
 
 @dataclass(frozen=True)
@@ -101,11 +105,11 @@ class VictimBalances:
 
 
 VICTIMS: Final = VictimBalances(
-    mu=12.948654,
+    mu=12.970780,
     s_low=1.2,
-    s_high=1.758166,
-    truncate=23_071_442.0,
-    rich_share=0.0028639,
+    s_high=1.745491,
+    truncate=23_258_180.0,
+    rich_share=0.0028967,
     rich_range=(40_000_000.0, 60_000_000.0),
     integer_share=0.01,
 )

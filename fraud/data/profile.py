@@ -25,7 +25,7 @@ from scipy import stats
 from fraud.data.paysim_model import TRANSFER_LIMIT
 from fraud.data.published import Published, load_published
 from fraud.errors import DataValidationError
-from fraud.schema import COLUMNS, HOURS_PER_DAY, TRANSACTION_TYPES
+from fraud.schema import COLUMNS, HOURS_PER_DAY, MAX_STEP, TRANSACTION_TYPES
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -138,6 +138,20 @@ class Profile:
             counts[step % HOURS_PER_DAY] += n
         return counts
 
+    @property
+    def fraud_only_steps(self) -> int:
+        """Steps of the month (1..743) without a legitimate row: in a full-size month, those with fraud only."""
+        legit = sum(1 for step, n in self.rows_by_step.items() if 1 <= step <= MAX_STEP and n > self._fraud_at(step))
+        return MAX_STEP - legit
+
+    @property
+    def last_legit_step(self) -> int:
+        """The last step with a legitimate row (0 when there is none)."""
+        return max((step for step, n in self.rows_by_step.items() if n > self._fraud_at(step)), default=0)
+
+    def _fraud_at(self, step: int) -> int:
+        return self.fraud_by_step.get(step, 0)
+
     def daily(self, *, fraud: bool = False) -> dict[int, int]:
         by_step = self.fraud_by_step if fraud else self.rows_by_step
         counts: dict[int, int] = {}
@@ -156,6 +170,7 @@ class Profile:
         data["hourly_rows"], data["hourly_fraud"] = self.hourly(), self.hourly(fraud=True)
         data["daily_rows"] = {str(k): v for k, v in self.daily().items()}
         data["daily_fraud"] = {str(k): v for k, v in self.daily(fraud=True).items()}
+        data["fraud_only_steps"], data["last_legit_step"] = self.fraud_only_steps, self.last_legit_step
         cleaned: dict[str, Any] = _finite(data)
         return cleaned
 
@@ -696,6 +711,42 @@ def _id_checks(profile: Profile, pub: Published) -> list[Check]:
     return checks
 
 
+FULL_SIZE_SHARE: Final = 0.9
+"""A profile of at least this share of the published rows is a full-size month for the activity checks."""
+FRAUD_ONLY_STEPS_RELATIVE: Final = 0.1
+LAST_LEGIT_STEP_SLACK: Final = 2
+
+
+def _activity_checks(profile: Profile, pub: Published) -> list[Check]:
+    """When the month has legitimate activity: steps with fraud only, and the last legitimate step.
+
+    In the published log 320 of the 743 steps hold fraud only and nothing legitimate happens after step 718. Both
+    are figures of the full-size month: a sample of fewer rows leaves thinly used hours without a legitimate row,
+    so it has more such steps, and its last legitimate step can only come earlier. At full size (at least
+    `FULL_SIZE_SHARE` of the published rows) both checks are two-sided: 10% relative on the count of fraud-only
+    steps (which hours carry legitimate rows is modelled, not replayed, and varies from month to month) and two
+    steps on the last legitimate step (its last active hour may be thin). Below that size they are one-sided
+    bounds that still hold: at least 90% of the published fraud-only steps, a last legitimate step no later than
+    the published one (plus the slack).
+    """
+    full_size = profile.rows >= FULL_SIZE_SHARE * pub.rows
+    scope = "full-size month" if full_size else "lower bound below full size"
+    count, expected = profile.fraud_only_steps, pub.fraud_only_steps
+    tolerance = FRAUD_ONLY_STEPS_RELATIVE * expected
+    passed = abs(count - expected) <= tolerance if full_size else count >= expected - tolerance
+    only = Check("fraud-only steps", float(count), float(expected), tolerance, passed, "count", note=scope)
+    last, expected_last = profile.last_legit_step, pub.last_legit_step
+    scope = "full-size month" if full_size else "upper bound below full size"
+    passed = (
+        abs(last - expected_last) <= LAST_LEGIT_STEP_SLACK
+        if full_size
+        else last <= expected_last + LAST_LEGIT_STEP_SLACK
+    )
+    last_check = Check("last legitimate step", float(last), float(expected_last), float(LAST_LEGIT_STEP_SLACK),
+                       passed and last > 0, "count", note=scope)  # fmt: skip
+    return [only, last_check]
+
+
 def _shape_checks(profile: Profile, pub: Published) -> list[Check]:
     # Distances between distributions (see _tvd_check): 0.01 of model allowance for the rows, 0.02 for fraud
     # (8,213 rows in the month, spread almost evenly); a transfer and its cash-out share a step.
@@ -723,5 +774,5 @@ def compare(profile: Profile, published: Published | None = None) -> list[Check]
         raise DataValidationError("cannot compare an empty dataset with the published statistics")
     pub = published or load_published()
     rows = Check("rows", float(profile.rows), float(pub.rows), math.inf, True, "count", note="any size")
-    sections = (_mix_checks, _amount_checks, _rule_checks, _id_checks, _shape_checks)
+    sections = (_mix_checks, _amount_checks, _rule_checks, _id_checks, _shape_checks, _activity_checks)
     return [rows, *(check for section in sections for check in section(profile, pub))]

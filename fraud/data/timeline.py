@@ -9,27 +9,32 @@ fraud marginals and is otherwise as uniform as possible (iterative proportional 
 ones on the calendar).
 
 Legitimate volume does not fill every hour of every day. PaySim replays the real operator's aggregates per (type,
-day, hour) and creates no legitimate client in an hour the aggregates lack, while its fraudsters act every step.
-The real log therefore has whole hours with fraud only: 320 of its 743 steps, and nothing legitimate after step
-718 (day 31 is all fraud). They are not rare night hours only: the operator's data has gaps (days 3-5 are almost
-empty, mornings are missing on most days) and the late, quiet days (18-31) spread a small volume over about a dozen
-hours each. A smooth product-form matrix would instead give every hour of every day its share of the daily cycle,
-so that the hour-of-day risk learnt on the first two weeks would carry over unchanged to the sparse end of the
-month, which makes fraud easier to find than in the real log.
+day, hour) and creates legitimate clients only where it has them, while its fraudsters act at every step. The
+published log therefore has whole hours with fraud only: 320 of its 743 steps, and nothing legitimate after step
+718 (day 31 is all fraud). They are not only night hours: the operator's data has gaps (days 3-5 are almost
+empty: 760, 28k and 9.5k legitimate rows against 400k on a full day), and the quiet late days (18-30, 8k-58k rows
+each) spread their small volume over about half of their hours. A smooth product-form matrix would instead give
+every hour of every day its share of the daily cycle, so that the hour-of-day risk learnt on the first two weeks
+would carry over unchanged to the sparse end of the month: fraud would be easier to find than in the real log.
 
-So the legitimate matrix is fitted on a sparse support, drawn per month from its own random stream:
+So the legitimate matrix is fitted on a sparse support, drawn per month from its own random stream
+(`legit_support`):
 
-* how many hours of a day are active grows with the day's published legitimate volume (`ACTIVE_HOURS_PER_DECADE`
-  per factor ten), calibrated so that the month has the published number of active steps in expectation
-  (743 - 320 = 423);
-* which hours are active follows how often each hour of day is active in the simulator's parameter file
-  (`HOUR_ACTIVITY`): evenings and early night almost always, mornings rarely; a busier day has a higher intensity
-  and so more of its hours active;
-* nothing legitimate after the published last legitimate step (718), which is itself active; every hour of day is
-  active on at least one busy day, so that the fit can give each hour its published total.
+* the number of active hours of a day grows with the day's published legitimate volume (`ACTIVE_HOURS_PER_DECADE`
+  per factor ten), shifted so that the month has the published number of active steps (743 - 320 = 423) in
+  expectation: about 17 of 24 hours on a full day, 9-13 on a quiet late day, 5 on day 3;
+* which hours: each hour of day has an activity (`hour_activity`), evenings and early night high, 4-8 h low;
+  a day's intensity is set so that its expected number of active hours is the one above, and exactly that many
+  hours (rounded at random) are drawn without replacement, the more active hours first;
+* the first day is complete (`FIRST_DAY_ACTIVE`), nothing legitimate happens after the published last legitimate
+  step (718), which is itself active, and every hour of day is active on at least one busy day, so that the fit
+  can give each hour its published total.
 
 IPF restricted to that support then matches both published legitimate marginals (rows minus fraud, per hour and
-per day) exactly.
+per day) exactly. A full-size month then has 320 +- 3 fraud-only steps (the inactive steps and the few active ones
+that stay empty by chance), and its last legitimate step is 718.
+
+The young month also shapes who the fraudsters rob (`untouched_victim_share`).
 """
 
 from __future__ import annotations
@@ -54,16 +59,17 @@ HOUR_ACTIVITY: Final = (
     20, 23, 17, 12, 4, 3, 4, 4, 4, 4, 9, 8, 15, 23, 18, 16, 20, 12, 20, 20, 24, 24, 25, 24,
 )  # fmt: skip
 """Days (of 30) on which each hour of day, 0..23, has legitimate transactions in PaySim's input: the real
-operator's aggregates per type, day and hour (EdgarLopezPhD/PaySim, ``paramFiles/AggregateTransaction.csv``, the
-file whose last hour with data is step 718, as in the published log). Only these relative frequencies are used,
-not the file's hours themselves: the published log has 423 active steps where the file has 353."""
+operator's aggregates per type, day and hour (EdgarLopezPhD/PaySim, ``paramFiles/AggregateTransaction.csv``, whose
+last hour with data is step 718, as in the published log). Only these relative frequencies are used, not the
+file's hours themselves: the published log has 423 active steps where the file has 353, and more volume in the
+mornings than the file's few morning hours suggest (see `hour_activity`)."""
 ACTIVE_HOURS_PER_DECADE: Final = 4.6
-"""Active hours a day gains per factor ten of legitimate volume: the slope of the regression of the same file's
-active hours per day on the published daily legitimate rows (a full day of 400k rows about 18 active hours in the
-published log, a quiet late day of 10-50k rows about 12, the near-empty day 3 one or two)."""
+"""Active hours a day gains per factor ten of legitimate volume: the slope of the least-squares line of the same
+file's active hours per day (22 and 18 on days 1-2, 13-16 on full days, 1, 4 and 3 on days 3-5, 5-15 on the late
+days) against the logarithm of the published daily legitimate rows."""
 FIRST_DAY_ACTIVE: Final = True
 """Every hour of the first day carries legitimate rows: the genuine head of the log has legitimate rows in each of
-steps 1-9 (565 and 665 in the night hours 4 and 5, more than half of those hours' whole-month volume), although
+steps 1-9 (555 and 659 in the night hours 4 and 5, more than half of those hours' whole-month volume), although
 PaySim's input has no data for steps 4 and 5. The simulation's first day is complete; the gaps come later."""
 BUSY_DAY_SHARE: Final = 0.1
 """A day is busy when its legitimate volume is at least this share of the busiest day's."""
@@ -112,10 +118,21 @@ def _eligible(published: Published) -> BoolArray:
     return eligible
 
 
+@lru_cache(maxsize=1)
+def hour_activity() -> FloatArray:
+    """How often each hour of day carries legitimate rows on an average day: as often as in PaySim's input
+    (`HOUR_ACTIVITY`), and at least in proportion to the hour's volume relative to the busiest hour's (the log's
+    late mornings, 10-12 h, hold as much legitimate volume as its afternoons although the input has data for them
+    on 8-15 days only: the simulator fills hours the input lacks, as the genuine head's steps 4 and 5 show)."""
+    _, hourly = _legit_marginals(load_published())
+    frequency = np.asarray(HOUR_ACTIVITY, dtype=np.float64) / 30.0
+    result: FloatArray = np.clip(np.maximum(frequency, hourly / hourly.max()), 0.0, 1.0 - 1e-6)
+    return result
+
+
 def _activity(intensity: FloatArray) -> FloatArray:
     """Probability that each hour of day is active, for days of the given intensities (days x hours)."""
-    frequency = np.asarray(HOUR_ACTIVITY, dtype=np.float64) / 30.0
-    result: FloatArray = 1.0 - (1.0 - frequency[None, :]) ** intensity[:, None]
+    result: FloatArray = 1.0 - (1.0 - hour_activity()[None, :]) ** intensity[:, None]
     return result
 
 
@@ -159,9 +176,9 @@ def _expected_active_hours() -> FloatArray:
     return wanted((low + high) / 2)
 
 
-def legit_support(rng: np.random.Generator, published: Published | None = None) -> BoolArray:
+def legit_support(rng: np.random.Generator) -> BoolArray:
     """The day x hour cells that carry legitimate transactions in one month (see the module docstring)."""
-    published = published or load_published()
+    published = load_published()
     eligible = _eligible(published)
     wanted = _expected_active_hours()
     probability = np.clip(_activity(_intensities(wanted, eligible)) * eligible, 0.0, 1.0 - 1e-9)
@@ -198,7 +215,7 @@ def _fraud_matrix() -> FloatArray:
 def legit_matrix(support_seed: int) -> FloatArray:
     """Expected legitimate rows per day x hour cell of the published month, for the support drawn from the seed."""
     published = load_published()
-    support = legit_support(np.random.default_rng(support_seed), published)
+    support = legit_support(np.random.default_rng(support_seed))
     daily, hourly = _legit_marginals(published)
     return ipf(daily, hourly, support.astype(np.float64), IPF_ITERATIONS)
 

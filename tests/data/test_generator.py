@@ -18,9 +18,12 @@ import pytest
 from fraud.data.fraudsters import LIMIT_CENTS, smurfing, takeover
 from fraud.data.generator import generate, write
 from fraud.data.profile import compare, profile
+from fraud.data.published import load_published
+from fraud.data.rows import fraud_chunks
 from fraud.data.scenarios import SCENARIOS, Scenario, get_scenario
+from fraud.data.timeline import legit_matrix, step_weights, untouched_victim_share
 from fraud.errors import ConfigError
-from fraud.schema import ARROW_SCHEMA, COLUMNS, TRANSACTION_TYPES
+from fraud.schema import ARROW_SCHEMA, COLUMNS, HOURS_PER_DAY, TRANSACTION_TYPES
 
 REAL_HEAD = Path(__file__).resolve().parents[3] / "shared" / "data" / "paysim" / "paysim_head_step1.csv"
 MODERATE = 300_000
@@ -208,6 +211,59 @@ def test_ids_look_like_the_published_ones(frame: pd.DataFrame) -> None:
     assert frame["nameOrig"].value_counts().max() <= 3
     destinations = frame.loc[frame["nameDest"].str.startswith("C"), "nameDest"].value_counts()
     assert destinations.max() > 30  # popular customer accounts receive many transfers
+
+
+# --- when: the sparse legitimate timeline and the young month's victims ---------------------------------------
+
+
+@pytest.mark.parametrize("support_seed", [0, 1, 2, 3])
+def test_legitimate_volume_is_sparse_like_the_published_month(support_seed: int) -> None:
+    published = load_published()
+    matrix = legit_matrix(support_seed)
+    daily = np.array(published.daily_rows) - np.array(published.daily_fraud)
+    hourly = np.array(published.hourly_rows) - np.array(published.hourly_fraud)
+    assert np.allclose(matrix.sum(axis=1), daily, rtol=1e-6, atol=1e-3)  # both published marginals, exactly
+    assert np.allclose(matrix.sum(axis=0), hourly, rtol=1e-6, atol=1e-3)
+    expected = step_weights(support_seed=support_seed) * published.legit
+    active = expected > 0
+    assert np.flatnonzero(active).max() + 1 == published.last_legit_step  # nothing legitimate after step 718
+    assert active[:HOURS_PER_DAY].all()  # the first day is complete, as in the genuine head
+    # Fraud-only steps of a full-size month: the inactive ones, plus active ones that stay empty by chance.
+    fraud_only = (~active).sum() + np.exp(-expected[active]).sum()
+    assert abs(fraud_only - published.fraud_only_steps) < 10
+    days = active.reshape(-1)[: 30 * HOURS_PER_DAY].reshape(30, HOURS_PER_DAY)
+    assert days[5:17].sum(axis=1).mean() > days[17:30].sum(axis=1).mean() + 3  # quiet late days: fewer hours
+    assert days[5:17, 4:8].mean() < 0.3  # most full days have no legitimate row at 4-7 h
+
+
+def test_legitimate_support_is_drawn_per_month_and_reproducible() -> None:
+    assert np.array_equal(legit_matrix(5), legit_matrix(5))
+    assert not np.array_equal(legit_matrix(5) > 0, legit_matrix(6) > 0)
+    first, again = generate(20_000, seed=8), generate(20_000, seed=8)
+    assert first.column("step").equals(again.column("step"))
+
+
+def test_the_young_month_has_untouched_victims() -> None:
+    share = untouched_victim_share(support_seed=0)
+    fraud = step_weights(fraud=True)
+    assert share[0] == 1.0  # the first step's list holds only brand-new clients
+    assert 0.3 < (share[:9] * fraud[:9]).sum() / fraud[:9].sum() < 0.55
+    assert (share * fraud).sum() < 0.02  # the whole month's fraud amounts barely change
+    assert untouched_victim_share(744, support_seed=0).max() < 0.05  # a later month continues the list
+
+
+def test_first_hours_victims_are_small_and_whole_like_the_genuine_head() -> None:
+    streams = {name: np.random.default_rng(i) for i, name in enumerate(("fraud", "fraud_steps"))}
+    chunks, victim_step = fraud_chunks(streams, 400_000, Scenario(), support_seed=0)
+    first = victim_step[chunks.victim] <= 9
+    transfers = chunks.amount / 100
+    early, later = transfers[first], transfers[~first]
+    assert len(early) > 1_000
+    # genuine head, steps 1-9: median 29.7k, 16 of 46 fraudulent transfers whole; the month: median 441k
+    assert np.median(early) < 0.6 * np.median(later)
+    assert 0.25 < (early == np.round(early)).mean() < 0.5
+    uncapped = later[later < 1e7]  # 10M chunks are whole by construction
+    assert (uncapped == np.round(uncapped)).mean() < 0.03
 
 
 @pytest.mark.parametrize(

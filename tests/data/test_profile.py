@@ -10,10 +10,12 @@ repeats, hourly and daily shapes), which a head cannot match; the profile must s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
@@ -21,6 +23,7 @@ import pytest
 from fraud.data.generator import generate
 from fraud.data.plots import plot_profile
 from fraud.data.profile import Check, Profile, checks_to_json, compare, profile
+from fraud.data.published import load_published
 from fraud.data.scenarios import get_scenario
 from fraud.errors import ConfigError, DataValidationError
 from fraud.schema import ARROW_SCHEMA
@@ -42,6 +45,8 @@ MEANINGFUL_FOR_A_HEAD = (
     "fraud TRANSFERs followed by their CASH_OUT",
     "fraud pairs linked by id (mule = cash-out origin)",
     "origin id max repeats",
+    "fraud-only steps",
+    "last legitimate step",
 )
 WHOLE_MONTH_ONLY = ("type share PAYMENT", "amount p50", "distinct destination ratio", "daily shape of rows (TVD)")
 
@@ -108,6 +113,27 @@ def test_generated_month_passes_and_shifts_are_caught(generated: pa.Table) -> No
     more_fraud = generate(300_000, seed=2, scenario=get_scenario("fraud_rate", fraud_rate_multiplier=1.5))
     failed = {c.name for c in compare(profile(more_fraud)) if not c.passed}
     assert "fraud rate" in failed
+
+
+def test_legitimate_activity_checks(generated: pa.Table) -> None:
+    stats = profile(generated)
+    checks = _by_name(compare(stats))
+    assert checks["last legitimate step"].value == 718
+    assert checks["fraud-only steps"].passed and checks["fraud-only steps"].note == "lower bound below full size"
+    # A month whose legitimate rows fill every hour (a smooth product-form timeline) has few fraud-only steps.
+    steps = generated.column("step").to_numpy()
+    legit = generated.column("isFraud").to_numpy() == 0
+    spread = np.where(legit, np.random.default_rng(0).integers(1, 719, len(steps)), steps)
+    dense = generated.set_column(0, "step", pa.array(spread.astype(np.int32)))
+    assert not _by_name(compare(profile(dense)))["fraud-only steps"].passed
+    # At full size both checks are two-sided.
+    full = dataclasses.replace(stats, rows=load_published().rows)
+    full_checks = _by_name(compare(full))
+    assert all(full_checks[name].passed for name in ("fraud-only steps", "last legitimate step"))
+    assert full_checks["fraud-only steps"].note == "full-size month"
+    too_few = dataclasses.replace(full, rows_by_step={**stats.rows_by_step, **dict.fromkeys(range(1, 744), 10**4)})
+    failed = {c.name for c in compare(too_few) if not c.passed}
+    assert {"fraud-only steps", "last legitimate step"} <= failed
 
 
 def test_tolerances_shrink_with_the_sample(generated: pa.Table) -> None:
