@@ -30,6 +30,11 @@ from fraud.errors import FraudError
 
 log = logging.getLogger("serving")
 
+SWITCH_INTERVAL_S = 0.001
+"""Python's GIL switch interval (default 5 ms). The event loop serves every request on one thread; the only other
+busy thread scores large contribution calls inside XGBoost without the GIL and needs it back for microseconds at
+the end. At 5 ms that hand-back can wait a whole interval behind a busy loop; 1 ms bounds it."""
+
 _MLFLOW_CLIENT_ENV = {
     # The loader retries with its own backoff; MLflow's default (7 retries, backoff factor 2) would hide an
     # unreachable registry for minutes inside a single attempt.
@@ -97,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for name, value in _MLFLOW_CLIENT_ENV.items():
         os.environ.setdefault(name, value)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     overrides: dict[str, Any] = {}
     if args.alias:
         overrides["model_alias"] = args.alias

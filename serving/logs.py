@@ -92,7 +92,15 @@ def configure_logging(level: str = "INFO") -> None:
 
     uvicorn's access log and KServe's trace logger each write their own line per request; the request line of
     `RequestScope` replaces both (it has the status, the latency and the request id).
+
+    A record costs what it collects: the caller's file and line (a walk up the stack), the thread and process
+    names. No field of these JSON lines uses them, so they are not collected (the logging HOWTO's
+    "Optimization" switches), which makes the per-request line several times cheaper.
     """
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     logging.config.dictConfig(
         {
             "version": 1,

@@ -15,6 +15,7 @@ for a 1,000-transaction batch. It is exported in the standard histogram format (
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Final
 
@@ -43,6 +44,7 @@ class BatchHistogram(Collector):
         self.name = name
         self.documentation = documentation
         self.bounds = np.asarray(sorted(buckets), dtype=np.float64)
+        self._bounds = self.bounds.tolist()
         self.label = label
         self._counts: dict[str, np.ndarray] = {}
         self._sums: dict[str, float] = {}
@@ -50,14 +52,24 @@ class BatchHistogram(Collector):
 
     def observe(self, label_value: str, values: np.ndarray) -> None:
         """Add every value of ``values`` (a value equal to a bound falls in that bound's ``le`` bucket)."""
+        if values.size == 1:  # a single transaction: no numpy round trips
+            value = float(values.reshape(-1)[0])
+            with self._lock:
+                counts = self._counts.get(label_value)
+                if counts is None:
+                    counts = self._counts[label_value] = np.zeros(self.bounds.size + 1, dtype=np.int64)
+                    self._sums[label_value] = 0.0
+                counts[bisect_left(self._bounds, value)] += 1
+                self._sums[label_value] += value
+            return
         index = np.searchsorted(self.bounds, values, side="left")
-        counts = np.bincount(index, minlength=self.bounds.size + 1)
+        batch = np.bincount(index, minlength=self.bounds.size + 1)
         total = float(np.sum(values))
         with self._lock:
             if label_value not in self._counts:
                 self._counts[label_value] = np.zeros(self.bounds.size + 1, dtype=np.int64)
                 self._sums[label_value] = 0.0
-            self._counts[label_value] += counts
+            self._counts[label_value] += batch
             self._sums[label_value] += total
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
@@ -82,8 +94,14 @@ SCORES: Final = BatchHistogram(
 REGISTRY.register(SCORES)
 
 
+_DECISION_CHILDREN: dict[tuple[str, str], Counter] = {}
+
+
 def record(version: str, counts: Mapping[str, int], scores: np.ndarray) -> None:
     """Count one request's decisions (by outcome) and scores: three counter updates at most, one histogram add."""
     for decision, count in counts.items():
-        DECISIONS.labels(decision, version).inc(count)
+        child = _DECISION_CHILDREN.get((decision, version))
+        if child is None:  # labels() hashes and locks on every call: look each child up once
+            child = _DECISION_CHILDREN.setdefault((decision, version), DECISIONS.labels(decision, version))
+        child.inc(count)
     SCORES.observe(version, scores)

@@ -214,28 +214,40 @@ class Explainer:
         """
         if self.top == 0 or len(rows) == 0:
             return [[] for _ in range(len(rows))]
+        index = np.asarray(rows, dtype=np.intp)
         per_feature = np.asarray(contributions, dtype=np.float64)[:, :-1]
         order = np.argsort(-per_feature, axis=1, kind="stable")
-        pushing = np.take_along_axis(per_feature, order, axis=1) > MIN_CONTRIBUTION
+        # sorted strongest first, so the features pushing the score up are a prefix of each row's order (NaN last)
+        pushing = np.count_nonzero(per_feature > MIN_CONTRIBUTION, axis=1).tolist()
+        # Python values once for all rows: numpy scalar access per (row, feature) costs more than the phrasing
+        weights, orders, values = per_feature.tolist(), order.tolist(), features[index].tolist()
+        positions = index.tolist()
+        columns = {
+            name: column[index].tolist() if isinstance(column, np.ndarray) else [column[i] for i in positions]
+            for name, column in raw.items()
+        }
+        names, phrases, top = self.names, self.phrases, self.top
         out: list[list[Reason]] = []
-        for j, index in enumerate(rows):
-            i = int(index)
+        for j, count in enumerate(pushing):
+            if not count:
+                out.append([])
+                continue
+            row_values = values[j]
             row = Row(
-                features=dict(zip(self.names, features[i].tolist(), strict=True)),
-                raw={name: column[i] for name, column in raw.items()},
+                features=dict(zip(names, row_values, strict=True)),
+                raw={name: column[j] for name, column in columns.items()},
                 spec=self.spec,
             )
             found: dict[str, tuple[str, float]] = {}
-            for position in np.flatnonzero(pushing[j]).tolist():
-                feature = int(order[j, position])
-                name = self.names[feature]
-                text = self.phrases[feature](float(features[i, feature]), row)
-                weight = float(per_feature[j, feature])
+            row_weights = weights[j]
+            for feature in orders[j][:count]:
+                text = phrases[feature](row_values[feature], row)
+                weight = row_weights[feature]
                 if text in found:
                     first, total = found[text]
                     found[text] = (first, total + weight)
-                elif len(found) < self.top:
-                    found[text] = (name, weight)
+                elif len(found) < top:
+                    found[text] = (names[feature], weight)
             reasons = [Reason(text, name, weight) for text, (name, weight) in found.items()]
             reasons.sort(key=lambda reason: -reason.contribution)  # merged duplicates may have moved up
             out.append(reasons)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -177,12 +179,16 @@ def test_v2_grpc(server: PredictorProcess, served_model: PipelineOutcome) -> Non
     assert outputs["fraud_probability"].tolist() == [p["fraud_probability"] for p in v1]
     assert [v.decode() for v in outputs["decision"]] == [p["decision"] for p in v1]
     assert error == "INVALID_ARGUMENT: input 'amount': required input is missing"
+
     # one latency line per RPC, with its gRPC status
-    calls = [
-        r
-        for r in server.log_records()
-        if r.get("event") == "request" and r.get("protocol") == "grpc" and r["path"].endswith("/ModelInfer")
-    ]
+    def infer_calls(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in records
+            if r.get("event") == "request" and r.get("protocol") == "grpc" and r["path"].endswith("/ModelInfer")
+        ]
+
+    calls = infer_calls(_records_when(server, lambda rs: len(infer_calls(rs)) >= 2))
     assert {"OK", "INVALID_ARGUMENT"} <= {r["status"] for r in calls}
     assert any(r["status"] == "OK" and r.get("rows") == 5 and r["duration_ms"] > 0 for r in calls)
 
@@ -319,7 +325,8 @@ def test_metrics_count_decisions_scores_and_rejections(server: PredictorProcess,
 def test_one_json_log_line_per_request_with_its_id(server: PredictorProcess) -> None:
     requests.post(server.v1_url, json={"instances": [TRANSACTION]}, headers={"x-request-id": "log-check-1"}, timeout=10)
     requests.post(server.v1_url, json={"instances": []}, headers={"x-request-id": "log-check-2"}, timeout=10)
-    records = server.log_records()
+    # the line is written once the answer has been sent: wait for both
+    records = _records_when(server, lambda rs: {"log-check-1", "log-check-2"} <= {r.get("request_id") for r in rs})
     lines = [r for r in records if r.get("event") == "request" and r.get("request_id") == "log-check-1"]
     assert len(lines) == 1
     (line,) = lines
@@ -331,6 +338,17 @@ def test_one_json_log_line_per_request_with_its_id(server: PredictorProcess) -> 
     assert bad["status"] == 400
     assert "empty batch" in bad["error"]
     assert not [r for r in records if "Traceback" in str(r.get("exc", ""))], "bad input logs no traceback"
+
+
+def _records_when(
+    server: PredictorProcess, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        records = server.log_records()
+        if done(records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.05)
 
 
 def test_binds_loopback_only(server: PredictorProcess) -> None:
