@@ -85,7 +85,7 @@ clean: ## stop the stack and remove local state (.fraud/, data/)
 # running, kind >= v0.33, kubectl, helm >= 3.16) and were NOT run on the build machine, which has no Docker engine
 # and no Kubernetes; what that machine does verify is `make test` (tests/k8s: render, schema validation, security
 # scan, pipeline compile). Each target names the tools it needs and stops before doing anything if one is missing.
-# docs/kubernetes.md walks through them in order.
+# The README's Kubernetes section walks through them in order.
 # ====================================================================================================================
 
 CLUSTER_NAME ?= fraud-platform
@@ -108,7 +108,7 @@ define require
 	  command -v $$tool >/dev/null 2>&1 || { echo "error: '$$tool' is not on PATH; $(2)" >&2; exit 127; }; \
 	done
 endef
-NEEDS_CLUSTER := this target needs Docker, kind, kubectl and helm (see docs/kubernetes.md, 'What you need')
+NEEDS_CLUSTER := this target needs Docker, kind, kubectl and helm (see the README, section 'Kubernetes (kind)')
 
 .PHONY: cluster-up images deploy pipeline-submit cluster-down checkov
 
