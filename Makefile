@@ -34,6 +34,7 @@ venv: $(VENV)/.synced ## create or update .venv from uv.lock
 
 demo: venv ## start the local stack, generate + ingest + profile a dataset, train and register the model
 	$(BIN)/fraudctl up
+	mkdir -p $(dir $(DEMO_FILE))
 	$(BIN)/fraudctl data generate --rows $(DEMO_ROWS) --seed $(DEMO_SEED) --output $(DEMO_FILE)
 	$(BIN)/fraudctl data ingest --source $(DEMO_FILE)
 	$(BIN)/fraudctl data profile $(DEMO_FILE) --summary

@@ -59,6 +59,14 @@ def v1_body(rows: Sequence[Row]) -> bytes:
     return _dumps({"instances": [{name: row[name] for name, _ in FIELDS} for row in rows]})
 
 
+def v1_scores_only_body(rows: Sequence[Row]) -> bytes:
+    """V1 asking for no reasons: probabilities and decisions only, what the peers answer (and what the in-process
+    ceiling computes), so the batch comparison is like for like."""
+    return _dumps(
+        {"instances": [{name: row[name] for name, _ in FIELDS} for row in rows], "parameters": {"reasons": "none"}}
+    )
+
+
 def v2_body(rows: Sequence[Row], *, column_shape: bool = False) -> bytes:
     """Open Inference Protocol V2, columnar: one named input per field (shape [n], or [n, 1] if asked)."""
     n = len(rows)
@@ -88,6 +96,7 @@ class Endpoint:
 
 V1 = Endpoint("V1", f"/v1/models/{MODEL_NAME}:predict", v1_body)
 V2 = Endpoint("V2", f"/v2/models/{MODEL_NAME}/infer", v2_body)
+V1_SCORES_ONLY = Endpoint("V1-scores-only (reasons none)", f"/v1/models/{MODEL_NAME}:predict", v1_scores_only_body)
 MLFLOW_INVOCATIONS = Endpoint("/invocations dataframe_split", "/invocations", mlflow_body)
 MLSERVER_V2 = Endpoint("V2", f"/v2/models/{MODEL_NAME}/infer", lambda rows: v2_body(rows, column_shape=True))
 
@@ -325,7 +334,7 @@ def ours(
         command=command,
         env=base_env({**stack_env, "FRAUD_MODEL_ALIAS": alias}, path_first=venv_bin),
         single=V1,
-        batch=[V1, V2],
+        batch=[V1, V2, V1_SCORES_ONLY],
         http_port=http_port,
     )
     if command_template == DEFAULT_OURS_COMMAND and not (REPO / "serving" / "__main__.py").is_file():

@@ -270,7 +270,9 @@ def write(
     suffix = _format(path)
     _check_args(rows, seed)
     if not path.parent.is_dir():
-        raise ConfigError(f"cannot write '{path}': directory '{path.parent}' does not exist")
+        raise ConfigError(
+            f"cannot write '{path}': directory '{path.parent}' does not exist; create it (mkdir -p {path.parent})"
+        )
     budget = _Budget(rows, on_progress)
     generating = 0.6  # share of the progress for generating; the rest is writing
     table = _build(rows, seed, scenario or Scenario(), lambda done: budget.to(generating * done))
