@@ -63,7 +63,7 @@ status: venv ## show what the local stack runs where
 serve: venv ## serve the champion model with the KServe predictor on 127.0.0.1:8080 (needs `make demo` first)
 	$(BIN)/fraudctl serve --alias champion --port 8080
 
-fuzz: venv ## send 10,000 malformed requests to a private predictor and count the answers by status class
+fuzz: venv ## send 10,000 malformed requests to a private predictor of the champion and count the answers (needs `make demo` first)
 	$(BIN)/python -m benchmarks.fuzz_predictor --examples 10000
 
 bench-generate: venv ## generator rows/s and peak memory at 1M and 6.36M rows, and ingest time

@@ -352,7 +352,16 @@ def main(argv: list[str] | None = None) -> int:
         http_port, grpc_port = pick_free_ports(2, LOOPBACK)
         log_path = Path(tempfile.mkdtemp(prefix="fuzz-predictor-")) / "predictor.log"
         predictor = PredictorProcess.start(http_port, grpc_port, args.server_args, log_path=log_path)
-        predictor.wait_ready()
+        try:
+            predictor.wait_ready()
+        except TimeoutError:
+            predictor.stop()
+            print(
+                f"error: the predictor did not load a model (log: {log_path}); start the local stack with a "
+                "registered model (make demo), or give one: -- --model_dir DIR",
+                file=sys.stderr,
+            )
+            return 2
         base_url = predictor.url
         print(f"started python -m serving {' '.join(args.server_args)} on {base_url} (log: {log_path})")
     started = time.monotonic()
