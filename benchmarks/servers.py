@@ -101,20 +101,21 @@ MLFLOW_INVOCATIONS = Endpoint("/invocations dataframe_split", "/invocations", ml
 MLSERVER_V2 = Endpoint("V2", f"/v2/models/{MODEL_NAME}/infer", lambda rows: v2_body(rows, column_shape=True))
 
 
-def probabilities(answer: Any) -> list[float]:
-    """Every ``fraud_probability`` in an answer, whatever the protocol (V1 records, V2 outputs, MLflow)."""
-    found: list[float] = []
+def _values(answer: Any, key: str) -> list[Any]:
+    """Every value of ``key`` in an answer, whatever the protocol: V1 records and MLflow's columns (the key's
+    scalar or list) and V2 outputs (the ``data`` of the output named ``key``)."""
+    found: list[Any] = []
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            if node.get("name") == "fraud_probability" and isinstance(node.get("data"), list):
-                found.extend(float(v) for v in node["data"])
+            if node.get("name") == key and isinstance(node.get("data"), list):
+                found.extend(node["data"])
                 return
-            for key, value in node.items():
-                if key == "fraud_probability" and isinstance(value, int | float):
-                    found.append(float(value))
-                elif key == "fraud_probability" and isinstance(value, list):
-                    found.extend(float(v) for v in value)
+            for name, value in node.items():
+                if name == key and isinstance(value, list):
+                    found.extend(value)
+                elif name == key and not isinstance(value, dict):
+                    found.append(value)
                 else:
                     walk(value)
         elif isinstance(node, list):
@@ -123,27 +124,16 @@ def probabilities(answer: Any) -> list[float]:
 
     walk(answer)
     return found
+
+
+def probabilities(answer: Any) -> list[float]:
+    """Every ``fraud_probability`` in an answer, whatever the protocol (V1 records, V2 outputs, MLflow)."""
+    return [float(v) for v in _values(answer, "fraud_probability")]
 
 
 def model_versions(answer: Any) -> set[str]:
     """Every ``model_version`` value in an answer (ours reports the version it scored with)."""
-    found: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key == "model_version" and isinstance(value, str | int):
-                    found.add(str(value))
-                elif key == "model_version" and isinstance(value, list):
-                    found.update(str(v) for v in value)
-                else:
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(answer)
-    return found
+    return {str(v) for v in _values(answer, "model_version")}
 
 
 # --- processes -------------------------------------------------------------------------------------------------
