@@ -73,6 +73,7 @@ from serving.validation import (
     Contract,
     ReasonsMode,
     RequestError,
+    V1Decoder,
     parse_v1,
     parse_v2,
 )
@@ -118,6 +119,7 @@ class _Loaded:
     model: ServedModel
     thresholds: Thresholds
     contract: Contract
+    v1_decoder: V1Decoder
     explainer: Explainer
 
 
@@ -241,7 +243,7 @@ class FraudPredictor(Model):  # type: ignore[misc]
         model = load_served_model(self.source, self._workdir)
         thresholds = self._effective_thresholds(model)
         contract = Contract.for_inputs(model.spec.inputs, self.max_batch, self.default_reasons)
-        loaded = _Loaded(model, thresholds, contract, Explainer(model.spec, self.top_reasons))
+        loaded = _Loaded(model, thresholds, contract, V1Decoder(contract), Explainer(model.spec, self.top_reasons))
         self._warm_up(loaded)
         self._loaded = loaded
         self.last_load_error = None
@@ -367,6 +369,17 @@ class FraudPredictor(Model):  # type: ignore[misc]
         """
         return await self._infer(body, None, rest_v2=True)
 
+    def decode_v1(self, body: bytes) -> Batch | None:
+        """A V1 body validated on the fast path, or None when it is not plainly valid (then `parse_v1` decides).
+
+        `preprocess` takes the `Batch` as it is; the REST fast path of `serving.server` calls this before
+        decoding the body any other way.
+        """
+        loaded = self._loaded
+        if loaded is None or not self.ready:
+            return None
+        return loaded.v1_decoder.decode(body)
+
     async def _infer(self, body: Any, headers: Mapping[str, str] | None, *, rest_v2: bool) -> Any:
         started = time.perf_counter()
         try:
@@ -397,6 +410,8 @@ class FraudPredictor(Model):  # type: ignore[misc]
             ModelNotReady: no version is loaded yet (503 / UNAVAILABLE).
         """
         loaded = self._current()
+        if isinstance(payload, Batch):  # validated by `decode_v1` against this contract
+            return _Request(payload, build_features(payload.columns, loaded.model.spec), None)
         v2 = payload if isinstance(payload, InferRequest) else None
         try:
             if v2 is None:
@@ -440,7 +455,11 @@ class FraudPredictor(Model):  # type: ignore[misc]
         metrics.record(result.version, result.counts, result.probability)
         logs.note(rows=result.batch.rows, model_version=result.version, decisions=result.counts)
         if result.v2 is None:
-            return _v1_answer(result, reasons)
+            return (
+                {"predictions": orjson.Fragment(_v1_predictions_json(result, reasons))}
+                if rest_v2
+                else _v1_answer(result, reasons)
+            )
         if rest_v2:
             return self._v2_rest_answer(result, reasons, result.v2)
         return self._v2_answer(result, reasons, result.v2)
@@ -659,6 +678,35 @@ _NO_ROWS.flags.writeable = False
 def _reasons_json(reasons: list[Reason]) -> str:
     """One row's reasons as the JSON list a V2 ``reasons`` element carries."""
     return orjson.dumps([r.as_json() for r in reasons]).decode("utf-8") if reasons else "[]"
+
+
+def _v1_predictions_json(result: Scored, reasons: list[list[Reason]] | None) -> bytes:
+    """The V1 ``predictions`` list as JSON, byte for byte what ``orjson.dumps`` gives for `_v1_answer`'s list.
+
+    Built by interleaving instead of one dict per row: orjson writes all the probabilities at once (a float64
+    array, the same shortest round-trip form as Python floats), and each row's remainder is one of three
+    constant pieces, or its own piece when it carries reasons. A 1,000-row answer takes ~0.1 ms instead of ~0.6.
+    """
+    n = result.batch.rows
+    version = orjson.dumps(result.version)
+    tails = {
+        decision: b',"decision":"%s","model_version":%s,"reasons":[]},{"fraud_probability":' % (decision, version)
+        for decision in (b"allow", b"review", b"block")
+    }
+    by_decision = {decision.decode(): tail for decision, tail in tails.items()}
+    pieces: list[bytes] = [b""] * (2 * n)
+    pieces[0::2] = orjson.dumps(result.probability, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+    pieces[1::2] = map(by_decision.__getitem__, result.decisions.tolist())
+    if reasons is not None:
+        for row in result.explained_rows.tolist():
+            if reasons[row]:
+                pieces[2 * row + 1] = b',"decision":"%s","model_version":%s,"reasons":%s},{"fraud_probability":' % (
+                    str(result.decisions[row]).encode(),
+                    version,
+                    orjson.dumps([r.as_json() for r in reasons[row]]),
+                )
+    pieces[-1] = pieces[-1][: -len(b',{"fraud_probability":')]
+    return b'[{"fraud_probability":' + b"".join(pieces) + b"]"
 
 
 def _v1_answer(result: Scored, reasons: list[list[Reason]] | None) -> dict[str, Any]:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import copy
+import json
 import struct
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
 
 from fraud.features import DEFINITIONS
-from serving.validation import Contract, RequestError, parse_v1, parse_v2
+from serving.validation import Contract, RequestError, V1Decoder, parse_v1, parse_v2
 
 STRICT_INPUTS = ("step", "type", "amount")
 DECISION_TIME_INPUTS = ("step", "type", "amount", "oldbalanceOrg", "oldbalanceDest")
@@ -43,9 +46,27 @@ def without(field: str) -> dict[str, Any]:
 
 
 def rejects(payload: Any, contract: Contract = STRICT) -> RequestError:
+    """parse_v1's error, after checking that the fast decoder leaves the body to it."""
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    assert V1Decoder(contract).decode(raw) is None
     with pytest.raises(RequestError) as caught:
         parse_v1(payload, contract)
     return caught.value
+
+
+def same_as_parse_v1(payload: dict[str, Any], contract: Contract = STRICT) -> None:
+    """The fast decoder accepts a valid body and gives exactly parse_v1's batch."""
+    fast = V1Decoder(contract).decode(json.dumps(payload).encode())
+    slow = parse_v1(payload, contract)
+    assert fast is not None
+    assert (fast.rows, fast.reasons, fast.request_id) == (slow.rows, slow.reasons, slow.request_id)
+    assert fast.columns.keys() == slow.columns.keys()
+    for name, column in slow.columns.items():
+        if isinstance(column, np.ndarray):
+            assert fast.columns[name].dtype == column.dtype
+            np.testing.assert_array_equal(fast.columns[name], column)
+        else:
+            assert list(fast.columns[name]) == list(column)
 
 
 def test_a_valid_batch_becomes_the_columns_the_feature_set_reads() -> None:
@@ -56,11 +77,70 @@ def test_a_valid_batch_becomes_the_columns_the_feature_set_reads() -> None:
     assert batch.columns["amount"].tolist() == [181.0, 5.0]
     assert batch.columns["step"].dtype == np.int64
     assert batch.reasons == "all"
+    same_as_parse_v1(body(GOOD, with_field("amount", 5)))
+    same_as_parse_v1({**body(GOOD, GOOD), "parameters": {"reasons": "none", "other": 1}}, DECISION_TIME)
 
 
 def test_unknown_fields_are_ignored_in_v1() -> None:
     batch = parse_v1(body({**GOOD, "transaction_id": "t-1", "isFraud": 1}), STRICT)
     assert batch.rows == 1
+    same_as_parse_v1({**body({**GOOD, "transaction_id": "t-1", "isFraud": 1}), "client": "switch-7"})
+
+
+def test_the_fast_decoder_leaves_cloudevents_and_duplicate_keys_to_parse_v1() -> None:
+    # a structured CloudEvent goes to KServe's own route, so the fast path must not take it
+    assert V1Decoder(STRICT).decode(json.dumps({**body(GOOD), "specversion": "1.0"}).encode()) is None
+    # JSON with a repeated key: orjson keeps the last value, which parse_v1 then judges
+    raw = (
+        b'{"instances": [{"step": 3, "type": "TRANSFER", "amount": -1, "amount": 5, "nameOrig": "a", "nameDest": "b"}]}'
+    )
+    assert V1Decoder(STRICT).decode(raw) is None
+    assert parse_v1(raw, STRICT).columns["amount"].tolist() == [5.0]
+
+
+_ANY_JSON = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["", "TRANSFER", "CASH_IN", "transfer", "C1", "x" * 257, "3", "1.5"]),
+    st.lists(st.integers(), max_size=2),
+)
+_FIELD_VALUES = {
+    "step": st.one_of(st.integers(min_value=0, max_value=1_000_001), _ANY_JSON),
+    "type": st.one_of(st.sampled_from(["CASH_IN", "CASH_OUT", "DEBIT", "PAYMENT", "TRANSFER"]), _ANY_JSON),
+    "amount": st.one_of(st.floats(min_value=-1.0, max_value=1e12), st.integers(-5, 10**20), _ANY_JSON),
+    "nameOrig": st.one_of(st.text(max_size=300), _ANY_JSON),
+    "nameDest": st.one_of(st.text(max_size=3), _ANY_JSON),
+    "oldbalanceOrg": st.one_of(st.floats(min_value=-1.0, max_value=1e9), _ANY_JSON),
+    "oldbalanceDest": st.one_of(st.floats(min_value=0.0, max_value=1e9), _ANY_JSON),
+}
+_INSTANCES = st.lists(
+    st.builds(
+        lambda changed, dropped: {k: v for k, v in {**GOOD, **changed}.items() if k not in dropped},
+        st.fixed_dictionaries({}, optional=_FIELD_VALUES),
+        st.sets(st.sampled_from(sorted(GOOD)), max_size=2),
+    ),
+    min_size=0,
+    max_size=7,
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(instances=_INSTANCES, reasons=st.sampled_from([None, "all", "flagged", "none", "some", 3]))
+def test_the_fast_decoder_accepts_exactly_what_parse_v1_accepts(instances: list[dict[str, Any]], reasons: Any) -> None:
+    """The fast path never accepts a body parse_v1 refuses, and gives the same batch when both accept."""
+    payload: dict[str, Any] = {"instances": instances}
+    if reasons is not None:
+        payload["parameters"] = {"reasons": reasons}
+    for contract in (STRICT, DECISION_TIME):
+        fast = V1Decoder(contract).decode(json.dumps(payload).encode())
+        try:
+            parse_v1(payload, contract)
+        except RequestError:
+            assert fast is None
+        else:
+            same_as_parse_v1(payload, contract)
 
 
 @pytest.mark.parametrize(
