@@ -185,6 +185,9 @@ class ServerReport:
         ok = [b for b in self.batches if b.result.failures == 0 and b.result.ok > 0]
         return max(ok, key=lambda b: b.rows_per_s) if ok else None
 
+    def batch(self, label: str) -> BatchPoint | None:
+        return next((b for b in self.batches if b.label == label and b.result.failures == 0 and b.result.ok), None)
+
 
 @dataclass
 class Ceiling:
@@ -199,6 +202,11 @@ class Ceiling:
     """build_features + predict_proba + contributions (what ours also computes for its top-3 reasons)."""
     explain_batch_ms: dict[str, float] = field(default_factory=dict)
     explain_batch_rows_per_s: float = math.nan
+    flagged_batch_ms: dict[str, float] = field(default_factory=dict)
+    """build_features + predict_proba + contributions of the review/block rows only: ours' default answer."""
+    flagged_batch_rows_per_s: float = math.nan
+    flagged_share: float = math.nan
+    """Share of the batch rows at or above the version's review threshold (the rows the default answer explains)."""
 
 
 @dataclass
@@ -432,15 +440,19 @@ def _summary(ranked: list[float], scale: float = 1.0) -> dict[str, float]:
 def inprocess_ceiling(model_dir: Path, singles: list[Row], batches: list[list[Row]], calls: int) -> Ceiling:
     """Feature function + native model, and the pyfunc wrapper, on one row and on 1,000 rows, no HTTP."""
     import mlflow.pyfunc
+    import numpy as np
     import pandas as pd
     from mlflow.models import Model
 
+    from fraud.evaluation.thresholds import Thresholds
     from fraud.features import FeatureSpec, build_features
     from fraud.modeling import load_native, read_native_metadata
+    from fraud.pyfunc_model import ARTIFACT_NATIVE, ARTIFACT_SPEC, ARTIFACT_THRESHOLDS
 
     artifacts = Model.load(str(model_dir)).flavors["python_function"]["artifacts"]
-    native_dir = model_dir / artifacts["native"]["path"]
-    spec = FeatureSpec.from_json((model_dir / artifacts["feature_spec"]["path"]).read_text())
+    native_dir = model_dir / artifacts[ARTIFACT_NATIVE]["path"]
+    spec = FeatureSpec.from_json((model_dir / artifacts[ARTIFACT_SPEC]["path"]).read_text())
+    thresholds = Thresholds.from_dict(json.loads((model_dir / artifacts[ARTIFACT_THRESHOLDS]["path"]).read_text()))
     native = load_native(native_dir, nthread=1)
     family = str(read_native_metadata(native_dir).get("family", ""))
 
@@ -464,6 +476,15 @@ def inprocess_ceiling(model_dir: Path, singles: list[Row], batches: list[list[Ro
         features = build_features(many[i % len(many)], spec)
         return native.predict_proba(features), native.contributions(features)
 
+    def flagged_many(i: int) -> object:
+        features = build_features(many[i % len(many)], spec)
+        probability = native.predict_proba(features)
+        flagged = np.flatnonzero(probability >= thresholds.review)
+        return probability, native.contributions(features[flagged]) if flagged.size else None
+
+    scores = [native.predict_proba(build_features(batch, spec)) for batch in many]
+    flagged_share = float(np.mean(np.concatenate(scores) >= thresholds.review))
+
     pyfunc = mlflow.pyfunc.load_model(str(model_dir))
     frames_one = [pd.DataFrame([row]) for row in singles[:200]]
     frames_many = [pd.DataFrame(batch) for batch in batches]
@@ -480,6 +501,8 @@ def inprocess_ceiling(model_dir: Path, singles: list[Row], batches: list[list[Ro
     pb = _timings_us(pyfunc_many, max(calls // 40, 25), 5)
     e1 = _timings_us(explain_one, max(calls // 4, 200), 20)
     eb = _timings_us(explain_many, max(calls // 100, 15), 3)
+    fb = _timings_us(flagged_many, max(calls // 40, 25), 5)
+    flagged_batch = _summary(fb, 1e-3)
     native_batch = _summary(nb, 1e-3)
     pyfunc_batch = _summary(pb, 1e-3)
     explain_batch = _summary(eb, 1e-3)
@@ -494,6 +517,9 @@ def inprocess_ceiling(model_dir: Path, singles: list[Row], batches: list[list[Ro
         explain_one_row_us=_summary(e1),
         explain_batch_ms=explain_batch,
         explain_batch_rows_per_s=BATCH_SIZE / (explain_batch["p50"] / 1e3),
+        flagged_batch_ms=flagged_batch,
+        flagged_batch_rows_per_s=BATCH_SIZE / (flagged_batch["p50"] / 1e3),
+        flagged_share=flagged_share,
     )
 
 
@@ -856,15 +882,30 @@ def targets(
         out.append(("NOT RUN", name, "ours not measured" if not usable else "no successful batch run"))
     else:
         ratio = ceiling.native_batch_rows_per_s / best_batch.rows_per_s
-        ok = ratio <= TARGET_BATCH_FACTOR
-        explain = ceiling.explain_batch_rows_per_s / best_batch.rows_per_s
         out.append(
             (
-                "PASS" if ok else "FAIL",
+                "PASS" if ratio <= TARGET_BATCH_FACTOR else "FAIL",
                 name,
                 f"{best_batch.rows_per_s:,.0f} rows/s ({best_batch.label}) vs ceiling "
-                f"{ceiling.native_batch_rows_per_s:,.0f} rows/s = {ratio:.2f}× slower (vs features + model + "
-                f"contributions {ceiling.explain_batch_rows_per_s:,.0f} rows/s: {explain:.2f}×)",
+                f"{ceiling.native_batch_rows_per_s:,.0f} rows/s = {ratio:.2f}× slower",
+            )
+        )
+    # Ours' default answer also explains its review/block rows: held to the same factor against the same work.
+    name = (
+        f"ours default V1 batch (reasons for review/block rows) within {TARGET_BATCH_FACTOR:g}× of the same work "
+        "in-process (+ contributions of those rows)"
+    )
+    default_batch = ours.batch(servers.V1.label) if usable and ours is not None else None
+    if default_batch is None or ceiling is None or math.isnan(ceiling.flagged_batch_rows_per_s):
+        out.append(("NOT RUN", name, "ours not measured" if not usable else "no successful default V1 batch run"))
+    else:
+        ratio = ceiling.flagged_batch_rows_per_s / default_batch.rows_per_s
+        out.append(
+            (
+                "PASS" if ratio <= TARGET_BATCH_FACTOR else "FAIL",
+                name,
+                f"{default_batch.rows_per_s:,.0f} rows/s vs {ceiling.flagged_batch_rows_per_s:,.0f} rows/s = "
+                f"{ratio:.2f}× slower ({ceiling.flagged_share:.1%} of these genuine rows are review/block)",
             )
         )
     return out
@@ -913,6 +954,11 @@ def print_report(
         print(
             f"  + contributions (ours' top-3 reasons): 1 row p50 {e1['p50']:.0f} µs p99 {e1['p99']:.0f} µs; 1,000 rows "
             f"p50 {eb['p50']:.2f} ms = {ceiling.explain_batch_rows_per_s:,.0f} rows/s"
+        )
+        fb = ceiling.flagged_batch_ms
+        print(
+            f"  + contributions of the review/block rows only ({ceiling.flagged_share:.1%} of the batch rows; ours' "
+            f"default answer): 1,000 rows p50 {fb['p50']:.2f} ms = {ceiling.flagged_batch_rows_per_s:,.0f} rows/s"
         )
         print(
             f"  MLflow pyfunc wrapper (pandas; what both peers run per request): 1 row p50 {p1['p50']:.0f} µs "
