@@ -71,7 +71,7 @@ CSV_BATCH: Final = 250_000
 
 _STREAMS: Final = (
     "steps", "types", "amounts", "origin_balances", "fraud", "fraud_steps", "aftermath", "order", "origin_ids",
-    "dest_pool", "dest_balances", "merchant_ids", "mule_ids", "fraud_dests", "support",
+    "dest_pool", "dest_balances", "merchant_ids", "mule_ids", "fraud_dests", "support", "step_levels",
 )  # fmt: skip
 """One independent random stream per aspect; add new names at the end so existing streams keep their draws."""
 

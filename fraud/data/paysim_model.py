@@ -26,6 +26,7 @@ from fraud.schema import TRANSACTION_TYPES
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 TYPE_CODES: Final = {t: i for i, t in enumerate(TRANSACTION_TYPES)}
 CASH_IN, CASH_OUT, DEBIT, PAYMENT, TRANSFER = (TYPE_CODES[t] for t in TRANSACTION_TYPES)
@@ -68,6 +69,44 @@ AMOUNT_SHAPES: Final[dict[str, AmountShape]] = {
     "PAYMENT": AmountShape(a=-0.1343, sigma=0.3807, scale=15650.33, tail_share=0.01920),
     "TRANSFER": AmountShape(a=-3.0000, sigma=0.6593, scale=2507988.54, tail_share=0.01920),
 }
+
+# --- legitimate amounts: the level of each step on quiet days ----------------------------------------------
+# PaySim draws every amount of a step from the real operator's mean and spread for that (type, day, hour)
+# (``paramFiles/AggregateTransaction.csv`` in EdgarLopezPhD/PaySim), so all rows of a type in one step share a
+# level. On the busy days the levels are steady and follow the clock (the genuine head's nine hours: CASH_IN step
+# means 160k-191k, CASH_OUT 96k-191k, TRANSFER 270k-911k, the low ones at night); the month-wide per-row spread
+# (`AmountShape.sigma`, fitted to the full file's figures, which the busy days dominate) stands for that. On the
+# quiet days (3-5 and 18-31: the forward split's whole test block) the operator's thin, irregular hours scatter
+# far more (the same file's hours of days 18-30: TRANSFER means from 93k to 4.6M, PAYMENT 1.0k-63k, CASH_IN
+# 73k-233k). Without that scatter every test step has the training steps' amount distribution, so legitimate
+# TRANSFERs and CASH_OUTs are easier to tell from fraud (victims' balances, which do not follow the operator's
+# levels) than in the real log.
+
+
+@dataclass(frozen=True)
+class StepLevels:
+    """Standard deviations of log(step mean amount) of one type between steps of busy days and of quiet days."""
+
+    busy: float
+    quiet: float
+
+    @property
+    def extra(self) -> float:
+        """The spread a quiet day's step level adds to the month-wide one, which already holds the busy days'."""
+        return float(np.sqrt(max(self.quiet**2 - self.busy**2, 0.0)))
+
+
+STEP_LEVELS: Final[dict[str, StepLevels]] = {
+    "CASH_IN": StepLevels(busy=0.012, quiet=0.228),
+    "CASH_OUT": StepLevels(busy=0.061, quiet=0.242),
+    "DEBIT": StepLevels(busy=0.293, quiet=0.460),
+    "PAYMENT": StepLevels(busy=0.227, quiet=0.582),
+    "TRANSFER": StepLevels(busy=0.257, quiet=0.866),
+}
+"""Busy: the volume-weighted spread of the log of each step's mean legitimate amount over the genuine head's
+steps 1-9 (all on day 1), less the sampling noise of the means (cv^2 / n). Quiet: the volume-weighted spread of
+log(tavg) over the operator's hours of days 18-30 with at least 100 transactions (50 for DEBIT) in PaySim's
+``AggregateTransaction.csv``: 90 CASH_IN, 96 CASH_OUT, 60 DEBIT, 123 PAYMENT and 92 TRANSFER hours."""
 
 LEGIT_CHUNKED_SHARE: Final = 0.5
 """Share of legitimate TRANSFERs above the limit that the simulator splits into 10M chunks. Of its two transfer
@@ -216,13 +255,38 @@ def truncated_normal(rng: np.random.Generator, a: float, size: int) -> FloatArra
     return result
 
 
-def legit_amounts(rng: np.random.Generator, tx_type: str, size: int, factor: float = 1.0) -> FloatArray:
-    """Legitimate amounts of one type, in currency units (not yet rounded)."""
+def legit_amounts(
+    rng: np.random.Generator, tx_type: str, size: int, factor: float = 1.0, level: FloatArray | None = None
+) -> FloatArray:
+    """Legitimate amounts of one type, in currency units (not yet rounded).
+
+    `level` is each row's log step level (`step_levels`): zero on busy days, whose spread the month-wide shape
+    already holds; None for rows outside the month's step plan (a mule's unrelated payment, a victim's later
+    transaction).
+    """
     shape = AMOUNT_SHAPES[tx_type]
     x = truncated_normal(rng, shape.a, size)
     sigma = np.where(rng.random(size) < shape.tail_share, shape.tail_sigma, shape.sigma)
-    result: FloatArray = shape.scale * factor * x * np.exp(sigma * rng.standard_normal(size))
+    log_factor = sigma * rng.standard_normal(size)
+    if level is not None:
+        log_factor += level
+    result: FloatArray = shape.scale * factor * x * np.exp(log_factor)
     return result
+
+
+def step_levels(rng: np.random.Generator, tx_type: str, quiet: BoolArray, volume: FloatArray) -> FloatArray:
+    """Log level of one type's legitimate amounts at each step of a month (see `STEP_LEVELS`).
+
+    Zero on busy days; on quiet days drawn with the extra spread and centred on the quiet days' legitimate volume
+    (`volume`, rows per step), so that the levels scatter the quiet steps around the month's typical amount
+    without moving it (`AmountShape.scale` puts it on the published median).
+    """
+    levels: FloatArray = np.where(quiet, rng.standard_normal(len(quiet)) * STEP_LEVELS[tx_type].extra, 0.0)
+    weight = np.where(quiet, volume, 0.0)
+    total = weight.sum()
+    if total > 0:
+        levels[quiet] -= float((levels * weight).sum() / total)
+    return levels
 
 
 def victim_balances(rng: np.random.Generator, size: int, model: VictimBalances = VICTIMS) -> FloatArray:

@@ -14,7 +14,7 @@ from fraud.data import paysim_model as pm
 from fraud.data.fraudsters import LIMIT_CENTS, Chunks, smurfing, takeover
 from fraud.data.published import Published
 from fraud.data.scenarios import Scenario
-from fraud.data.timeline import month_steps, step_weights, untouched_victim_share
+from fraud.data.timeline import month_steps, quiet_steps, step_weights, untouched_victim_share
 from fraud.schema import TRANSACTION_TYPES
 
 IntArray = npt.NDArray[np.int64]
@@ -77,10 +77,15 @@ def legit_rows(
     types: Int8Array = drawn.astype(np.int8)
     amount = np.zeros(count, dtype=np.int64)
     old = np.zeros(count, dtype=np.int64)
-    amounts, balances = streams["amounts"], streams["origin_balances"]
+    amounts, balances, levels = streams["amounts"], streams["origin_balances"], streams["step_levels"]
+    quiet = quiet_steps(scenario.start_step)
+    offset = step - scenario.start_step
     for code, name in enumerate(TRANSACTION_TYPES):
         where = np.flatnonzero(types == code)
-        amount[where] = pm.to_cents(pm.legit_amounts(amounts, name, len(where), scenario.amount_multiplier(name)))
+        level = pm.step_levels(levels, name, quiet, per_step.astype(np.float64))[offset[where]]
+        amount[where] = pm.to_cents(
+            pm.legit_amounts(amounts, name, len(where), scenario.amount_multiplier(name), level)
+        )
         old[where] = pm.table_balances(balances, pm.ORIGIN_BALANCES[name], len(where))
     big = np.flatnonzero((types == pm.TRANSFER) & (amount > LIMIT_CENTS))
     amount[big[amounts.random(len(big)) < pm.LEGIT_CHUNKED_SHARE]] = LIMIT_CENTS

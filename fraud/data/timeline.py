@@ -73,6 +73,10 @@ steps 1-9 (555 and 659 in the night hours 4 and 5, more than half of those hours
 PaySim's input has no data for steps 4 and 5. The simulation's first day is complete; the gaps come later."""
 BUSY_DAY_SHARE: Final = 0.1
 """A day is busy when its legitimate volume is at least this share of the busiest day's."""
+QUIET_DAY_SHARE: Final = 0.25
+"""A day is quiet when its legitimate volume is under this share of the busiest day's. The published days fall
+in two groups, 349k-574k rows (days 1-2 and 6-17) and at most 58k (days 3-5 and 18-31); any threshold between
+separates them the same way."""
 IPF_ITERATIONS: Final = 5000
 SUPPORT_CACHE: Final = 16
 
@@ -244,6 +248,20 @@ def step_weights(start_step: int = 1, *, fraud: bool = False, support_seed: int 
         weights[empty] = matrix[np.maximum(day_index[empty] - 1, 0), steps[empty] % HOURS_PER_DAY]
     total = weights.sum()
     result: FloatArray = weights / total
+    return result
+
+
+def quiet_steps(start_step: int = 1) -> BoolArray:
+    """Per step of the month (see `month_steps`), whether its day is a quiet one: legitimate volume under
+    `QUIET_DAY_SHARE` of the busiest day's (days 3-5 and 18-31 of the published month).
+
+    PaySim's input data for the quiet days comes from thin, irregular operator hours whose amount levels scatter
+    far more than the busy days' (`paysim_model.STEP_LEVELS`). Like `step_weights`, a later window keeps the
+    day-of-month profile relative to its own first step.
+    """
+    daily, _ = _legit_marginals(load_published())
+    day_index = (month_steps(start_step) - start_step) // HOURS_PER_DAY
+    result: BoolArray = daily[day_index] < QUIET_DAY_SHARE * daily.max()
     return result
 
 

@@ -17,11 +17,12 @@ import pytest
 
 from fraud.data.fraudsters import LIMIT_CENTS, smurfing, takeover
 from fraud.data.generator import generate, write
+from fraud.data.paysim_model import step_levels
 from fraud.data.profile import compare, profile
 from fraud.data.published import load_published
 from fraud.data.rows import fraud_chunks
 from fraud.data.scenarios import SCENARIOS, Scenario, get_scenario
-from fraud.data.timeline import legit_matrix, step_weights, untouched_victim_share
+from fraud.data.timeline import legit_matrix, quiet_steps, step_weights, untouched_victim_share
 from fraud.errors import ConfigError
 from fraud.schema import ARROW_SCHEMA, COLUMNS, HOURS_PER_DAY, TRANSACTION_TYPES
 
@@ -250,6 +251,23 @@ def test_the_young_month_has_untouched_victims() -> None:
     assert 0.3 < (share[:9] * fraud[:9]).sum() / fraud[:9].sum() < 0.55
     assert (share * fraud).sum() < 0.02  # the whole month's fraud amounts barely change
     assert untouched_victim_share(744, support_seed=0).max() < 0.05  # a later month continues the list
+
+
+def test_quiet_days_scatter_the_legitimate_amount_levels_between_steps(frame: pd.DataFrame) -> None:
+    quiet = quiet_steps()
+    days = (np.arange(len(quiet)) // HOURS_PER_DAY) + 1
+    assert set(days[quiet]) == {3, 4, 5, *range(18, 32)}  # the published month's thin days: the test block
+    volume = step_weights(support_seed=0)
+    levels = step_levels(np.random.default_rng(3), "TRANSFER", quiet, volume)
+    assert np.all(levels[~quiet] == 0.0)  # busy days keep the month-wide shape the profile checks
+    assert abs((levels * volume)[quiet].sum()) < 1e-9  # centred: the quiet days' typical amount does not move
+    assert 0.6 < levels[quiet & (volume > 0)].std() < 1.1  # AggregateTransaction.csv: log-sd 0.87 over hours
+    # In a generated month, the quiet steps' TRANSFER medians scatter far more than the busy steps' do.
+    legit = frame[(frame["isFraud"] == 0) & (frame["type"] == "TRANSFER")]
+    by_step = legit.groupby("step")["amount"].agg(["median", "size"])
+    by_step = by_step[by_step["size"] >= 30]
+    spread = np.log(by_step["median"]).groupby(quiet[by_step.index - 1]).std()
+    assert spread[True] > 2 * spread[False], spread
 
 
 def test_first_hours_victims_are_small_and_whole_like_the_genuine_head() -> None:
