@@ -27,6 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 6_362_620], help="rows per run")
     parser.add_argument("--trials", type=int, default=20, help="Optuna trials per run")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[7],
+        help="generator and tuning seeds, one run per seed and size (default: 7, the pipeline's own default); "
+        "generated months differ a lot, so compare quality over several",
+    )
     parser.add_argument("--feature-set", default="strict", choices=["strict", "decision_time"])
     parser.add_argument("--timeout", type=float, default=0.0, help="tuning time limit in seconds (0 = none)")
     args = parser.parse_args(argv)
@@ -46,13 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(**overrides)  # now with the keys `up` generated
     rows_out = []
     try:
-        for size in args.sizes:
+        for size, seed in [(size, seed) for size in args.sizes for seed in args.seeds]:
             started = time.monotonic()
             outcome = run_local(
                 settings,
                 {
                     "source": "generator",
                     "rows": size,
+                    "seed": seed,
                     "n_trials": args.trials,
                     "timeout_s": args.timeout,
                     "feature_set": args.feature_set,
@@ -64,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             ap = outcome.metrics.get("test_average_precision", 0.0)
             auc = outcome.metrics.get("test_roc_auc", 0.0)
             rows_out.append(
-                f"{size:>10,} rows  total {wall:7.1f} s  peak child RSS {children_mb:7.0f} MB  |  {steps}  |  "
+                f"{size:>10,} rows  seed {seed:>3}  total {wall:7.1f} s  peak child RSS {children_mb:7.0f} MB  |  "
+                f"{steps}  |  "
                 f"v{outcome.version} {outcome.model_family} test AP {ap:.4f} AUC {auc:.4f}"
             )
             print(rows_out[-1], flush=True)
