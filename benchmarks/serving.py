@@ -71,14 +71,6 @@ TARGET_P99_MS = 10.0
 TARGET_P99_RATE = 300.0
 TARGET_THROUGHPUT_FACTOR = 3.0
 TARGET_BATCH_FACTOR = 2.0
-STACK_PORTS = (
-    "s3_port",
-    "seaweed_master_port",
-    "seaweed_volume_port",
-    "seaweed_filer_port",
-    "seaweed_admin_port",
-    "mlflow_port",
-)
 SERVER_KEYS = ("ours", "mlflow", "mlserver")
 
 _started = time.monotonic()
@@ -329,20 +321,16 @@ def clean_environment() -> None:
 def private_stack(home: Path) -> Iterator[Any]:
     """A LocalStack on free ports with its state in ``home``; always stopped on the way out."""
     from fraud.settings import load_settings, reset_settings
-    from fraud.stack.local import LocalStack
-    from fraud.stack.ports import pick_free_ports
-    from fraud.stack.seaweedfs import GRPC_OFFSET
+    from fraud.stack.local import LocalStack, private_stack_overrides
 
-    ports = dict(
-        zip(STACK_PORTS, pick_free_ports(len(STACK_PORTS), servers.HOST, with_grpc_offset=GRPC_OFFSET), strict=True)
-    )
-    settings = load_settings(home=home, stack_host=servers.HOST, **ports)
+    overrides = private_stack_overrides(home, servers.HOST)
+    settings = load_settings(**overrides)
     stack = LocalStack(settings)
-    say(f"starting a private local stack in {home} (MLflow on :{ports['mlflow_port']}, S3 on :{ports['s3_port']}) …")
+    say(f"starting a private local stack in {home} (MLflow on :{settings.mlflow_port}, S3 on :{settings.s3_port}) …")
     try:
         stack.up(lambda message: say(f"  stack: {message}"))
         reset_settings()
-        settings = load_settings(home=home, stack_host=servers.HOST, **ports)  # now with the generated keys
+        settings = load_settings(**overrides)  # now with the generated keys
         os.environ.update(settings.server_env())
         yield settings
     finally:

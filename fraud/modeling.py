@@ -214,47 +214,28 @@ class _DirectCalls:
         """XGBoost's ``array_interface(X)`` for a C-contiguous float32 matrix."""
         return _ARRAY_INTERFACE % (X.ctypes.data, X.shape[0], X.shape[1])
 
-    def _output(self, shape: Any, dims: Any, values: Any) -> np.ndarray:
+    def _predicted(self, call: Any, *args: Any) -> np.ndarray:
+        """Run a prediction C call with its three out-parameters (shape, dimensions, values) appended."""
+        shape = ctypes.POINTER(self._ulong)()
+        dims = self._ulong()
+        values = ctypes.POINTER(ctypes.c_float)()
+        self._check(call(*args, ctypes.byref(shape), ctypes.byref(dims), ctypes.byref(values)))
         size = 1
         for i in range(dims.value):
             size *= int(shape[i])
         return np.ctypeslib.as_array(values, shape=(size,)).astype(np.float64)  # a copy: XGBoost reuses its buffer
 
     def margin(self, X: np.ndarray) -> np.ndarray:
-        shape = ctypes.POINTER(self._ulong)()
-        dims = self._ulong()
-        values = ctypes.POINTER(ctypes.c_float)()
-        self._check(
-            self._lib.XGBoosterPredictFromDense(
-                self._booster.handle,
-                self._interface(X),
-                self._margin_args,
-                ctypes.c_void_p(),
-                ctypes.byref(shape),
-                ctypes.byref(dims),
-                ctypes.byref(values),
-            )
-        )
-        return self._output(shape, dims, values)
+        call = self._lib.XGBoosterPredictFromDense
+        return self._predicted(call, self._booster.handle, self._interface(X), self._margin_args, ctypes.c_void_p())
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         matrix = ctypes.c_void_p()
         self._check(self._lib.XGDMatrixCreateFromDense(self._interface(X), self._matrix_args, ctypes.byref(matrix)))
         try:
-            shape = ctypes.POINTER(self._ulong)()
-            dims = self._ulong()
-            values = ctypes.POINTER(ctypes.c_float)()
-            self._check(
-                self._lib.XGBoosterPredictFromDMatrix(
-                    self._booster.handle,
-                    matrix,
-                    self._contrib_args,
-                    ctypes.byref(shape),
-                    ctypes.byref(dims),
-                    ctypes.byref(values),
-                )
+            return self._predicted(
+                self._lib.XGBoosterPredictFromDMatrix, self._booster.handle, matrix, self._contrib_args
             )
-            return self._output(shape, dims, values)
         finally:
             self._check(self._lib.XGDMatrixFree(matrix))
 

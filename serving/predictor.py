@@ -58,7 +58,7 @@ from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from fraud.errors import ConfigError, EvaluationError, FraudError
-from fraud.evaluation.thresholds import Thresholds
+from fraud.evaluation.thresholds import DECISIONS, Thresholds
 from fraud.features import build_features
 from fraud.settings import Settings
 from serving import logs, metrics
@@ -358,7 +358,7 @@ class FraudPredictor(Model):  # type: ignore[misc]
         """
         if verb is not InferenceVerb.PREDICT:
             return await super().__call__(body, headers, verb)  # type: ignore[no-any-return]
-        return await self._infer(body, headers, rest_v2=False), {}
+        return await self._infer(body, headers, rest=False), {}
 
     async def infer_rest(self, body: Any) -> Any:
         """The REST fast path's entry (`serving.server`): the same chain, a V2 answer as a plain dict.
@@ -367,7 +367,7 @@ class FraudPredictor(Model):  # type: ignore[misc]
             The V1 answer (``{"predictions": [...]}``) or the V2 inference response as KServe's REST layer would
             serialise it (``model_name``, ``model_version``, ``id``, ``parameters``, ``outputs``).
         """
-        return await self._infer(body, None, rest_v2=True)
+        return await self._infer(body, None, rest=True)
 
     def decode_v1(self, body: bytes) -> Batch | None:
         """A V1 body validated on the fast path, or None when it is not plainly valid (then `parse_v1` decides).
@@ -380,7 +380,7 @@ class FraudPredictor(Model):  # type: ignore[misc]
             return None
         return loaded.v1_decoder.decode(body)
 
-    async def _infer(self, body: Any, headers: Mapping[str, str] | None, *, rest_v2: bool) -> Any:
+    async def _infer(self, body: Any, headers: Mapping[str, str] | None, *, rest: bool) -> Any:
         started = time.perf_counter()
         try:
             request = await self.preprocess(body, headers)
@@ -394,7 +394,7 @@ class FraudPredictor(Model):  # type: ignore[misc]
             started, stage = stage, time.perf_counter()
             self._predict_seconds.observe(stage - started)
         try:
-            return self._answer(scored, rest_v2=rest_v2)
+            return self._answer(scored, rest=rest)
         finally:
             self._post_seconds.observe(time.perf_counter() - stage)
 
@@ -447,9 +447,11 @@ class FraudPredictor(Model):  # type: ignore[misc]
         self, result: Scored, headers: Mapping[str, str] | None = None, response_headers: Any = None
     ) -> dict[str, Any] | InferResponse:
         """Phrase reasons, count decisions, and encode the V1 or V2 answer."""
-        return self._answer(result, rest_v2=False)
+        return self._answer(result, rest=False)
 
-    def _answer(self, result: Scored, *, rest_v2: bool) -> Any:
+    def _answer(self, result: Scored, *, rest: bool) -> Any:
+        """The protocol's answer; ``rest`` for the REST fast path, which serialises with orjson itself (V1
+        predictions pre-encoded, V2 as a plain dict) instead of KServe's response models."""
         loaded = self._current()
         reasons = self._reasons(loaded, result)
         metrics.record(result.version, result.counts, result.probability)
@@ -457,10 +459,10 @@ class FraudPredictor(Model):  # type: ignore[misc]
         if result.v2 is None:
             return (
                 {"predictions": orjson.Fragment(_v1_predictions_json(result, reasons))}
-                if rest_v2
+                if rest
                 else _v1_answer(result, reasons)
             )
-        if rest_v2:
+        if rest:
             return self._v2_rest_answer(result, reasons, result.v2)
         return self._v2_answer(result, reasons, result.v2)
 
@@ -689,21 +691,24 @@ def _v1_predictions_json(result: Scored, reasons: list[list[Reason]] | None) -> 
     """
     n = result.batch.rows
     version = orjson.dumps(result.version)
-    tails = {
-        decision: b',"decision":"%s","model_version":%s,"reasons":[]},{"fraud_probability":' % (decision, version)
-        for decision in (b"allow", b"review", b"block")
-    }
-    by_decision = {decision.decode(): tail for decision, tail in tails.items()}
+
+    def rest_of_row(decision: str, reasons_json: bytes = b"[]") -> bytes:
+        """Everything after a row's probability, up to the next row's probability."""
+        return b',"decision":"%s","model_version":%s,"reasons":%s},{"fraud_probability":' % (
+            decision.encode(),
+            version,
+            reasons_json,
+        )
+
+    by_decision = {decision: rest_of_row(decision) for decision in DECISIONS.tolist()}
     pieces: list[bytes] = [b""] * (2 * n)
     pieces[0::2] = orjson.dumps(result.probability, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
     pieces[1::2] = map(by_decision.__getitem__, result.decisions.tolist())
     if reasons is not None:
         for row in result.explained_rows.tolist():
             if reasons[row]:
-                pieces[2 * row + 1] = b',"decision":"%s","model_version":%s,"reasons":%s},{"fraud_probability":' % (
-                    str(result.decisions[row]).encode(),
-                    version,
-                    orjson.dumps([r.as_json() for r in reasons[row]]),
+                pieces[2 * row + 1] = rest_of_row(
+                    str(result.decisions[row]), orjson.dumps([r.as_json() for r in reasons[row]])
                 )
     pieces[-1] = pieces[-1][: -len(b',{"fraud_probability":')]
     return b'[{"fraud_probability":' + b"".join(pieces) + b"]"

@@ -20,10 +20,9 @@
 5. **A fast path for inference.** The REST middleware sits in front of FastAPI and answers the two inference
    routes itself when the request is plain JSON for a loaded model: body → ``msgspec`` (a valid V1 body, decoded
    and checked in one pass) or ``orjson`` → the predictor's hooks (`FraudPredictor.infer_rest`) → ``orjson`` →
-   two ASGI messages. FastAPI's routing, dependency resolution and
-   pydantic validation of V2 bodies, KServe's decode/encode and the response model's re-validation of every
-   output value cost several times the model itself on a single transaction, and ~100 ms on a 1,000-row V2
-   batch. Everything else (probes, metadata, ``/metrics``, CloudEvents, binary V2, non-JSON content types, V2
+   two ASGI messages. FastAPI's routing, dependency resolution and pydantic validation of V2 bodies, KServe's
+   decode/encode and the response model's re-validation of every output value cost several times the model
+   itself on a single transaction, and ~100 ms on a 1,000-row V2 batch. Everything else (probes, metadata, ``/metrics``, CloudEvents, binary V2, non-JSON content types, V2
    bodies that are not plainly well-formed) goes through KServe's routes unchanged, and a V2 body the fast path
    does not accept is replayed to them, so malformed requests get exactly KServe's answers.
 6. **Graceful shutdown.** On SIGTERM/SIGINT both servers stop accepting at once, in-flight requests finish (up
