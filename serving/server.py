@@ -22,9 +22,10 @@
    and checked in one pass) or ``orjson`` → the predictor's hooks (`FraudPredictor.infer_rest`) → ``orjson`` →
    two ASGI messages. FastAPI's routing, dependency resolution and pydantic validation of V2 bodies, KServe's
    decode/encode and the response model's re-validation of every output value cost several times the model
-   itself on a single transaction, and ~100 ms on a 1,000-row V2 batch. Everything else (probes, metadata, ``/metrics``, CloudEvents, binary V2, non-JSON content types, V2
-   bodies that are not plainly well-formed) goes through KServe's routes unchanged, and a V2 body the fast path
-   does not accept is replayed to them, so malformed requests get exactly KServe's answers.
+   itself on a single transaction, and ~100 ms on a 1,000-row V2 batch. Everything else (probes, metadata,
+   ``/metrics``, CloudEvents, binary V2, non-JSON content types, V2 bodies that are not plainly well-formed) goes
+   through KServe's routes unchanged, and a V2 body the fast path does not accept is replayed to them, so
+   malformed requests get exactly KServe's answers.
 6. **Graceful shutdown.** On SIGTERM/SIGINT both servers stop accepting at once, in-flight requests finish (up
    to ``FRAUD_SERVE_GRACE_PERIOD``), the model is unloaded last, and the process exits 0. KServe's own handler
    lets uvicorn capture the signal first, stops gRPC only after REST has drained, and unloads the model while
