@@ -78,6 +78,11 @@ def v2_body(rows: Sequence[Row], *, column_shape: bool = False) -> bytes:
     return _dumps({"inputs": inputs})
 
 
+def v2_scores_only_body(rows: Sequence[Row]) -> bytes:
+    """V2 asking for no reasons (the ``reasons`` request parameter): like for like with the in-process ceiling."""
+    return _dumps({"parameters": {"reasons": "none"}, **json.loads(v2_body(rows))})
+
+
 def mlflow_body(rows: Sequence[Row]) -> bytes:
     """MLflow scoring server: ``dataframe_split`` (columns once, then the rows' values)."""
     columns = [name for name, _ in FIELDS]
@@ -97,6 +102,7 @@ class Endpoint:
 V1 = Endpoint("V1", f"/v1/models/{MODEL_NAME}:predict", v1_body)
 V2 = Endpoint("V2", f"/v2/models/{MODEL_NAME}/infer", v2_body)
 V1_SCORES_ONLY = Endpoint("V1-scores-only (reasons none)", f"/v1/models/{MODEL_NAME}:predict", v1_scores_only_body)
+V2_SCORES_ONLY = Endpoint("V2-scores-only (reasons none)", f"/v2/models/{MODEL_NAME}/infer", v2_scores_only_body)
 MLFLOW_INVOCATIONS = Endpoint("/invocations dataframe_split", "/invocations", mlflow_body)
 MLSERVER_V2 = Endpoint("V2", f"/v2/models/{MODEL_NAME}/infer", lambda rows: v2_body(rows, column_shape=True))
 
@@ -324,7 +330,7 @@ def ours(
         command=command,
         env=base_env({**stack_env, "FRAUD_MODEL_ALIAS": alias}, path_first=venv_bin),
         single=V1,
-        batch=[V1, V2, V1_SCORES_ONLY],
+        batch=[V1, V2, V1_SCORES_ONLY, V2_SCORES_ONLY],
         http_port=http_port,
     )
     if command_template == DEFAULT_OURS_COMMAND and not (REPO / "serving" / "__main__.py").is_file():

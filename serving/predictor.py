@@ -64,6 +64,7 @@ from fraud.settings import Settings
 from serving import logs, metrics
 from serving.artifacts import DirectorySource, ModelSource, RegistrySource, ServedModel, load_served_model
 from serving.batching import LoopBatcher
+from serving.decoding import DecodedV2, V1Decoder, V2Decoder
 from serving.reasons import Explainer, Reason
 from serving.validation import (
     EXAMPLE_TRANSACTION,
@@ -73,7 +74,6 @@ from serving.validation import (
     Contract,
     ReasonsMode,
     RequestError,
-    V1Decoder,
     parse_v1,
     parse_v2,
 )
@@ -92,7 +92,14 @@ EXPLAIN_THREADS: Final = 1
 """Worker threads for large contribution calls (XGBoost releases the GIL; one process per core is the model)."""
 RETRY_FIRST_DELAY: Final = 0.5
 """First wait after a failed load; doubled after each failure up to ``serve_load_retry_max``."""
-OUTPUTS: Final[tuple[str, ...]] = ("fraud_probability", "decision", "model_version", "reasons")
+OUTPUT_DATATYPES: Final[dict[str, str]] = {
+    "fraud_probability": "FP64",
+    "decision": "BYTES",
+    "model_version": "BYTES",
+    "reasons": "BYTES",
+}
+"""The V2 outputs of every answer, in order, with their datatypes."""
+OUTPUTS: Final[tuple[str, ...]] = tuple(OUTPUT_DATATYPES)
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,7 @@ class _Loaded:
     thresholds: Thresholds
     contract: Contract
     v1_decoder: V1Decoder
+    v2_decoder: V2Decoder
     explainer: Explainer
 
 
@@ -243,7 +251,14 @@ class FraudPredictor(Model):  # type: ignore[misc]
         model = load_served_model(self.source, self._workdir)
         thresholds = self._effective_thresholds(model)
         contract = Contract.for_inputs(model.spec.inputs, self.max_batch, self.default_reasons)
-        loaded = _Loaded(model, thresholds, contract, V1Decoder(contract), Explainer(model.spec, self.top_reasons))
+        loaded = _Loaded(
+            model,
+            thresholds,
+            contract,
+            V1Decoder(contract),
+            V2Decoder(contract),
+            Explainer(model.spec, self.top_reasons),
+        )
         self._warm_up(loaded)
         self._loaded = loaded
         self.last_load_error = None
@@ -380,6 +395,14 @@ class FraudPredictor(Model):  # type: ignore[misc]
             return None
         return loaded.v1_decoder.decode(body)
 
+    def decode_v2(self, body: bytes) -> DecodedV2 | None:
+        """A V2 JSON body validated on the fast path, or None when it is not plainly valid (then KServe's request
+        model and `parse_v2` decide); `preprocess` takes it as it is."""
+        loaded = self._loaded
+        if loaded is None or not self.ready:
+            return None
+        return loaded.v2_decoder.decode(body, self.name)
+
     async def _infer(self, body: Any, headers: Mapping[str, str] | None, *, rest: bool) -> Any:
         started = time.perf_counter()
         try:
@@ -412,6 +435,8 @@ class FraudPredictor(Model):  # type: ignore[misc]
         loaded = self._current()
         if isinstance(payload, Batch):  # validated by `decode_v1` against this contract
             return _Request(payload, build_features(payload.columns, loaded.model.spec), None)
+        if isinstance(payload, DecodedV2):  # validated by `decode_v2` against this contract
+            return _Request(payload.batch, build_features(payload.batch.columns, loaded.model.spec), payload.request)
         v2 = payload if isinstance(payload, InferRequest) else None
         try:
             if v2 is None:
@@ -520,7 +545,7 @@ class FraudPredictor(Model):  # type: ignore[misc]
         if features.shape[0] == 1:
             decisions = np.array([thresholds.decide_one(float(probability[0]))], dtype=object)
         else:
-            decisions = thresholds.decide(probability).astype(object)
+            decisions = _DECISION_OBJECTS[thresholds.decision_codes(probability)]
         explain = loaded.explainer.top > 0
         results: list[Scored] = []
         start = 0
@@ -589,12 +614,13 @@ class FraudPredictor(Model):  # type: ignore[misc]
     def _v2_columns(result: Scored, reasons: list[list[Reason]] | None) -> list[tuple[str, str, np.ndarray]]:
         n = result.batch.rows
         reasons_json = [_reasons_json(row) for row in reasons] if reasons is not None else ["[]"] * n
-        return [
-            ("fraud_probability", "FP64", np.asarray(result.probability, dtype=np.float64)),
-            ("decision", "BYTES", np.asarray(result.decisions, dtype=object)),
-            ("model_version", "BYTES", np.full(n, result.version, dtype=object)),
-            ("reasons", "BYTES", np.asarray(reasons_json, dtype=object)),
-        ]
+        values = {
+            "fraud_probability": np.asarray(result.probability, dtype=np.float64),
+            "decision": np.asarray(result.decisions, dtype=object),
+            "model_version": np.full(n, result.version, dtype=object),
+            "reasons": np.asarray(reasons_json, dtype=object),
+        }
+        return [(name, datatype, values[name]) for name, datatype in OUTPUT_DATATYPES.items()]
 
     def _v2_answer(
         self,
@@ -624,17 +650,7 @@ class FraudPredictor(Model):  # type: ignore[misc]
         self, result: Scored, reasons: list[list[Reason]] | None, request: InferRequest
     ) -> dict[str, Any]:
         """The V2 REST answer as KServe's REST layer serialises an ``InferResponse`` (requested outputs in order)."""
-        shape = [result.batch.rows]
-        outputs = {
-            name: {
-                "name": name,
-                "shape": shape,
-                "datatype": datatype,
-                "parameters": None,
-                "data": values if datatype == "FP64" else values.tolist(),  # float64 arrays: orjson's numpy path
-            }
-            for name, datatype, values in self._v2_columns(result, reasons)
-        }
+        outputs = _v2_rest_outputs(result, reasons)
         requested = request.request_outputs
         return {
             "model_name": self.name,
@@ -661,8 +677,7 @@ class FraudPredictor(Model):  # type: ignore[misc]
         ]
 
     def get_output_types(self) -> list[dict[str, Any]]:
-        datatypes = {"fraud_probability": "FP64"}
-        return [{"name": name, "datatype": datatypes.get(name, "BYTES"), "shape": [-1]} for name in OUTPUTS]
+        return [{"name": name, "datatype": datatype, "shape": [-1]} for name, datatype in OUTPUT_DATATYPES.items()]
 
 
 def _check_requested_outputs(request: InferRequest) -> None:
@@ -673,6 +688,8 @@ def _check_requested_outputs(request: InferRequest) -> None:
             )
 
 
+_DECISION_OBJECTS: Final = DECISIONS.astype(object)
+"""`DECISIONS` as Python strings, indexed by `Thresholds.decision_codes` (no new string per row)."""
 _NO_ROWS: Final = np.zeros(0, dtype=np.intp)
 _NO_ROWS.flags.writeable = False
 
@@ -712,6 +729,30 @@ def _v1_predictions_json(result: Scored, reasons: list[list[Reason]] | None) -> 
                 )
     pieces[-1] = pieces[-1][: -len(b',{"fraud_probability":')]
     return b'[{"fraud_probability":' + b"".join(pieces) + b"]"
+
+
+def _v2_rest_outputs(result: Scored, reasons: list[list[Reason]] | None) -> dict[str, dict[str, Any]]:
+    """The V2 REST outputs by name, as orjson serialises `FraudPredictor._v2_columns` (tested byte for byte).
+
+    Columns with one value for every row (the version; the reasons when none are asked for) are written at once
+    as JSON instead of as 1,000 Python strings; probabilities go through orjson's numpy path.
+    """
+    n = result.batch.rows
+    data: dict[str, Any] = {
+        "fraud_probability": np.asarray(result.probability, dtype=np.float64),
+        "decision": result.decisions.tolist(),
+        "model_version": _repeated_json(orjson.dumps(result.version), n),
+        "reasons": [_reasons_json(row) for row in reasons] if reasons is not None else _repeated_json(b'"[]"', n),
+    }
+    return {
+        name: {"name": name, "shape": [n], "datatype": OUTPUT_DATATYPES[name], "parameters": None, "data": values}
+        for name, values in data.items()
+    }
+
+
+def _repeated_json(value: bytes, n: int) -> orjson.Fragment:
+    """A JSON list of ``n`` times one already-encoded value."""
+    return orjson.Fragment(b"[" + ((value + b",") * n)[:-1] + b"]")
 
 
 def _v1_answer(result: Scored, reasons: list[list[Reason]] | None) -> dict[str, Any]:

@@ -18,14 +18,14 @@
    status and latency, replacing uvicorn's access log and KServe's timing lines; requests with a declared body
    larger than ``FRAUD_SERVE_MAX_BODY_BYTES`` are refused with 413 before they are read.
 5. **A fast path for inference.** The REST middleware sits in front of FastAPI and answers the two inference
-   routes itself when the request is plain JSON for a loaded model: body → ``msgspec`` (a valid V1 body, decoded
-   and checked in one pass) or ``orjson`` → the predictor's hooks (`FraudPredictor.infer_rest`) → ``orjson`` →
-   two ASGI messages. FastAPI's routing, dependency resolution and pydantic validation of V2 bodies, KServe's
-   decode/encode and the response model's re-validation of every output value cost several times the model
-   itself on a single transaction, and ~100 ms on a 1,000-row V2 batch. Everything else (probes, metadata,
-   ``/metrics``, CloudEvents, binary V2, non-JSON content types, V2 bodies that are not plainly well-formed) goes
-   through KServe's routes unchanged, and a V2 body the fast path does not accept is replayed to them, so
-   malformed requests get exactly KServe's answers.
+   routes itself when the request is plain JSON for a loaded model: body → ``msgspec`` (`serving.decoding`: a
+   valid body, decoded and checked in one pass) or ``orjson`` → the predictor's hooks
+   (`FraudPredictor.infer_rest`) → ``orjson`` → two ASGI messages. FastAPI's routing, dependency resolution and
+   pydantic validation of V2 bodies, KServe's decode/encode and the response model's re-validation of every
+   output value cost several times the model itself on a single transaction, and ~100 ms on a 1,000-row V2
+   batch. Everything else (probes, metadata, ``/metrics``, CloudEvents, binary V2, non-JSON content types, V2
+   bodies that are not plainly well-formed) goes through KServe's routes unchanged, and a V2 body the fast path
+   does not accept is replayed to them, so malformed requests get exactly KServe's answers.
 6. **Graceful shutdown.** On SIGTERM/SIGINT both servers stop accepting at once, in-flight requests finish (up
    to ``FRAUD_SERVE_GRACE_PERIOD``), the model is unloaded last, and the process exits 0. KServe's own handler
    lets uvicorn capture the signal first, stops gRPC only after REST has drained, and unloads the model while
@@ -258,7 +258,7 @@ class RequestMiddleware:
         body = await _read_body(receive)
         if body is None:  # the client went away mid-body
             return True
-        payload: Any = None if v2 else model.decode_v1(body)  # a valid V1 body, decoded and checked in one pass
+        payload: Any = model.decode_v2(body) if v2 else model.decode_v1(body)  # valid, decoded and checked at once
         if payload is not None:
             await _answer(scope, receive, send, model.infer_rest, payload)
             return True
@@ -269,7 +269,7 @@ class RequestMiddleware:
             payload = None if v2 else RequestError(f"malformed JSON: {exc}")
         else:
             if v2:
-                payload = _v2_request(payload, model_name)
+                payload = infer_request_from_json(payload, model_name)
             elif isinstance(payload, dict) and is_structured_cloudevent(payload):
                 payload = None
         if payload is None:  # not plainly well-formed: KServe's routes give their exact answers
@@ -339,7 +339,7 @@ def _parameters_ok(parameters: object) -> bool:
     return type(parameters) is dict and all(type(value) in _PARAMETER_TYPES for value in parameters.values())
 
 
-def _v2_request(payload: object, model_name: str) -> InferRequest | None:
+def infer_request_from_json(payload: object, model_name: str) -> InferRequest | None:
     """The ``InferRequest`` KServe would build from this V2 JSON body, when the body is one its pydantic model
     accepts exactly as sent (strict types, JSON outputs); None sends it through KServe's own route instead."""
     if type(payload) is not dict:

@@ -18,12 +18,10 @@ The rules, the same for both protocols:
 - V1 ignores fields it does not know (clients attach their own ids); V2 refuses unknown input names, because a
   tensor the model does not declare is almost always a misspelt field.
 
-Two paths, one set of rules. `V1Decoder` is the everyday one: msgspec decodes the raw body straight into typed
-transactions and checks every rule above while it parses (about 0.3 ms for 1,000 transactions, a third of
-decoding with orjson and checking afterwards). It only ever accepts: a body it refuses goes through `parse_v1`,
-which decodes with orjson and checks column-wise (one pass to gather each field, a set of the Python types in it,
-numpy for ranges) and is what finds and names the problem, so both paths accept the same requests, give the
-same columns, and every error message comes from one place.
+These functions are the slow path and the reference: they decode with orjson and check column-wise (one pass
+to gather each field, a set of the Python types in it, numpy for ranges), and they find and name every problem.
+The REST fast path (`serving.decoding`) decodes the everyday bodies with msgspec under the same rules and hands
+anything it does not accept to these, so every error message comes from here.
 """
 
 from __future__ import annotations
@@ -31,10 +29,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from operator import attrgetter, itemgetter
-from typing import Annotated, Any, Final, Literal
+from operator import itemgetter
+from typing import Any, Final, Literal
 
-import msgspec
 import numpy as np
 import orjson
 from kserve.errors import InvalidInput
@@ -281,7 +278,7 @@ class _Column:
 # ----------------------------------------------------------------------------------------------------- shared
 
 
-def _reasons_mode(parameters: object, default: ReasonsMode) -> ReasonsMode:
+def reasons_mode(parameters: object, default: ReasonsMode) -> ReasonsMode:
     """The ``reasons`` request parameter (``all``/``flagged``/``none``), else the server default."""
     if parameters is None:
         return default
@@ -342,7 +339,7 @@ def parse_v1(payload: object, contract: Contract, request_id: str | None = None)
         for i, instance in enumerate(instances):
             if type(instance) is not dict:
                 raise RequestError(f"must be a JSON object (one transaction), {_got(instance)}", index=i)
-    reasons = _reasons_mode(payload.get("parameters"), contract.default_reasons)
+    reasons = reasons_mode(payload.get("parameters"), contract.default_reasons)
     sent = set(chain.from_iterable(instances))  # every key of every instance, in one C-level pass
     columns: dict[str, Any] = {}
     for field, kind in FIELD_KINDS.items():
@@ -359,70 +356,6 @@ def parse_v1(payload: object, contract: Contract, request_id: str | None = None)
         if field in contract.needed:
             columns[field] = checked
     return Batch(columns=columns, rows=len(instances), reasons=reasons, request_id=request_id)
-
-
-class V1Decoder:
-    """The fast V1 path for one served contract: raw body → `Batch`, or None when anything is off.
-
-    Built once per loaded version (the required fields and the batch limit are part of the types). None means
-    "not plainly valid", never "invalid": the caller hands the body to `parse_v1`, which decides and names the
-    problem. A body that carries a CloudEvent's ``specversion`` is left to the caller as well.
-    """
-
-    def __init__(self, contract: Contract) -> None:
-        self.contract = contract
-        fields: list[Any] = []
-        for name, kind in FIELD_KINDS.items():
-            if name in contract.required:
-                fields.append((name, _MSGSPEC_TYPES[kind]))
-            else:  # optional, but checked when sent
-                fields.append((name, _MSGSPEC_TYPES[kind] | msgspec.UnsetType, msgspec.UNSET))
-        # gc=False: a transaction holds numbers and strings only, so the collector need not track 1,000 of them
-        transaction = msgspec.defstruct("Transaction", fields, gc=False)
-        instances = Annotated[list[transaction], msgspec.Meta(min_length=1, max_length=contract.max_batch)]  # type: ignore[valid-type]
-        request = msgspec.defstruct(
-            "V1Request",
-            [
-                ("instances", instances),
-                ("parameters", dict[str, Any] | None, None),
-                ("specversion", Any, msgspec.UNSET),
-            ],
-        )
-        self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(request)
-        self._getters = [(name, FIELD_KINDS[name], attrgetter(name)) for name in contract.needed]
-
-    def decode(self, body: bytes, request_id: str | None = None) -> Batch | None:
-        try:
-            request = self._decoder.decode(body)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            return None
-        if request.specversion is not msgspec.UNSET:
-            return None
-        try:
-            reasons = _reasons_mode(request.parameters, self.contract.default_reasons)
-        except RequestError:
-            return None
-        instances = request.instances
-        rows = len(instances)
-        columns: dict[str, Any] = {}
-        for name, kind, get in self._getters:
-            if kind == "step":
-                columns[name] = np.fromiter(map(get, instances), dtype=np.int64, count=rows)
-            elif kind == "number":
-                columns[name] = np.fromiter(map(get, instances), dtype=np.float64, count=rows)
-            else:
-                columns[name] = list(map(get, instances))
-        return Batch(columns=columns, rows=rows, reasons=reasons, request_id=request_id)
-
-
-_FiniteNumber = Annotated[float, msgspec.Meta(ge=0.0)]
-"""msgspec refuses NaN and infinity in JSON (a number too large for a float is "out of range")."""
-_MSGSPEC_TYPES: Final[dict[Kind, Any]] = {
-    "step": Annotated[int, msgspec.Meta(ge=STEP_RANGE[0], le=STEP_RANGE[1])],
-    "type": Literal[tuple(schema.TRANSACTION_TYPES)],
-    "number": _FiniteNumber,
-    "name": Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LENGTH)],
-}
 
 
 # --------------------------------------------------------------------------------------------------------- V2
@@ -517,7 +450,7 @@ def parse_v2(request: InferRequest, contract: Contract) -> Batch:
         raise RequestError(f"inputs must all hold the same number of transactions; got {detail}", field="inputs")
     rows = lengths.pop()
     _check_size(rows, contract, "inputs")
-    reasons = _reasons_mode(request.parameters, contract.default_reasons)
+    reasons = reasons_mode(request.parameters, contract.default_reasons)
     columns: dict[str, Any] = {}
     for name, values in values_by_field.items():
         checked = _Column(name, "input").check(FIELD_KINDS[name], values)

@@ -90,9 +90,14 @@ class Thresholds:
         Scores outside [0, 1] or NaN raise `EvaluationError`: a NaN would otherwise compare false everywhere
         and be allowed.
         """
-        s = check_scores(np.ravel(scores), allow_empty=True)
-        index = (s >= self.review).astype(np.intp) + (s >= self.block)
-        return DECISIONS[index].reshape(np.shape(scores))
+        return DECISIONS[self.decision_codes(np.ravel(scores))].reshape(np.shape(scores))
+
+    def decision_codes(self, scores: npt.ArrayLike) -> npt.NDArray[np.intp]:
+        """Each 1-D score's decision as its index in `DECISIONS` (0 allow, 1 review, 2 block), checked as in
+        `decide`; for callers that keep their own objects per decision (strings in a numpy str array are copied
+        into new Python strings on every ``astype(object)`` or ``tolist()``)."""
+        s = check_scores(scores, allow_empty=True)
+        return (s >= self.review).astype(np.intp) + (s >= self.block)
 
     def decide_one(self, score: float) -> str:
         """The decision for one score without numpy overhead (the predictor's single-transaction path)."""

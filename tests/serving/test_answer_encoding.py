@@ -1,4 +1,4 @@
-"""The V1 answer written by interleaving is byte for byte what orjson writes for the list of dicts."""
+"""The REST answers written in pieces are byte for byte what orjson writes for the plain lists and dicts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import orjson
 import pytest
 
-from serving.predictor import Scored, _v1_answer, _v1_predictions_json
+from serving.predictor import FraudPredictor, Scored, _v1_answer, _v1_predictions_json, _v2_rest_outputs
 from serving.reasons import Reason
 from serving.validation import Batch
 
@@ -52,3 +52,19 @@ def test_interleaved_json_equals_the_dicts_serialised(rows: int, with_reasons: b
     fast = orjson.dumps({"predictions": orjson.Fragment(_v1_predictions_json(result, reasons))}, option=_OPTIONS)
     assert fast == expected
     assert orjson.loads(fast)["predictions"][-1]["fraud_probability"] == probability[-1]
+
+
+@pytest.mark.parametrize("rows", [1, 17, 1000])
+@pytest.mark.parametrize("with_reasons", [False, True])
+def test_v2_outputs_written_at_once_equal_the_columns_serialised(rows: int, with_reasons: bool) -> None:
+    rng = np.random.default_rng(rows)
+    probability = rng.beta(0.3, 3.0, size=rows)
+    explained = np.flatnonzero(probability >= 0.5) if with_reasons else np.zeros(0, dtype=np.intp)
+    result = scored(probability, explained, version='1"2')
+    reasons = reasons_for(rows, explained, rng) if with_reasons else None
+    expected = [
+        {"name": name, "shape": [rows], "datatype": datatype, "parameters": None, "data": values.tolist()}
+        for name, datatype, values in FraudPredictor._v2_columns(result, reasons)
+    ]
+    fast = list(_v2_rest_outputs(result, reasons).values())
+    assert orjson.dumps(fast, option=_OPTIONS) == orjson.dumps(expected, option=_OPTIONS)

@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
 
 from fraud.features import DEFINITIONS
-from serving.validation import Contract, RequestError, V1Decoder, parse_v1, parse_v2
+from serving.decoding import V1Decoder, V2Decoder
+from serving.server import infer_request_from_json
+from serving.validation import Contract, RequestError, parse_v1, parse_v2
 
 STRICT_INPUTS = ("step", "type", "amount")
 DECISION_TIME_INPUTS = ("step", "type", "amount", "oldbalanceOrg", "oldbalanceDest")
@@ -338,3 +340,143 @@ def test_every_feature_set_input_is_an_accepted_field() -> None:
     for definitions in DEFINITIONS.values():
         inputs = tuple(dict.fromkeys(i for d in definitions for i in d.inputs))
         Contract.for_inputs(inputs, max_batch=1, default_reasons="none")
+
+
+# ------------------------------------------------------------------------------------------ V2 fast decoder
+
+
+def v2_json(n: int = 2, **top: Any) -> dict[str, Any]:
+    """A V2 JSON body with the five always-required inputs, as a client sends it."""
+    inputs = [{"name": t.name, "shape": t.shape, "datatype": t.datatype, "data": t.data} for t in v2_inputs(n)]
+    return {"inputs": inputs, **top}
+
+
+def slow_v2(payload: Any, contract: Contract) -> Any:
+    """What the server does without the fast decoder: KServe's request (None: KServe's own route) → parse_v2."""
+    request = infer_request_from_json(payload, "fraud-detector")
+    return None if request is None else parse_v2(request, contract)
+
+
+def same_as_slow_v2(payload: dict[str, Any], contract: Contract = STRICT) -> None:
+    fast = V2Decoder(contract).decode(json.dumps(payload).encode(), "fraud-detector")
+    slow = slow_v2(payload, contract)
+    assert fast is not None
+    assert slow is not None
+    assert (fast.batch.rows, fast.batch.reasons, fast.batch.request_id) == (slow.rows, slow.reasons, slow.request_id)
+    assert fast.request.id == payload.get("id")
+    assert fast.request.parameters == payload.get("parameters")
+    assert fast.batch.columns.keys() == slow.columns.keys()
+    for name, column in slow.columns.items():
+        if isinstance(column, np.ndarray):
+            assert fast.batch.columns[name].dtype == column.dtype
+            np.testing.assert_array_equal(fast.batch.columns[name], column)
+        else:
+            assert list(fast.batch.columns[name]) == list(column)
+
+
+def test_the_v2_fast_decoder_takes_everyday_bodies() -> None:
+    same_as_slow_v2(v2_json())
+    same_as_slow_v2(v2_json(5, id="r-1", parameters={"reasons": "none", "priority": 2}))
+    body = v2_json(3)
+    body["inputs"] = body["inputs"][::-1]  # any order of inputs, "name" anywhere in an input
+    body["inputs"][0] = {"data": body["inputs"][0]["data"], **body["inputs"][0]}
+    same_as_slow_v2(body)
+    body = v2_json(2)
+    body["inputs"][0].update(datatype="INT32", shape=[2, 1], parameters={"content_type": "np"})
+    body["inputs"].append({"name": "oldbalanceOrg", "shape": [2], "datatype": "FP32", "data": [1, 2.5]})
+    same_as_slow_v2(body)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda b: b["inputs"][0].update(data=[[3], [3]], shape=[2, 1]),  # nested: valid, for the slow path
+        lambda b: b["inputs"][0].update(datatype="int64"),  # lower case: valid, for the slow path
+        lambda b: b.update(outputs=[{"name": "decision"}]),
+        lambda b: b.update(parameters={"binary_data_output": True}),
+        lambda b: b["inputs"].append(dict(b["inputs"][0])),  # the same input twice
+        lambda b: b["inputs"].append({**b["inputs"][0], "name": "stepp"}),
+        lambda b: b["inputs"][2].update(data=[181.0, -1.0]),
+        lambda b: b["inputs"][2].update(shape=[3]),
+        lambda b: b["inputs"][2].update(shape=[]),
+        lambda b: b["inputs"][2].update(shape=[2, 2]),
+        lambda b: b["inputs"].pop(0),
+        lambda b: b.update(parameters={"reasons": "every"}),
+        lambda b: b.update(id=7),
+    ],
+)
+def test_the_v2_fast_decoder_leaves_anything_unusual_to_the_slow_path(change: Any) -> None:
+    payload = v2_json()
+    change(payload)
+    assert V2Decoder(STRICT).decode(json.dumps(payload).encode(), "fraud-detector") is None
+
+
+def test_the_v2_fast_decoder_needs_the_balances_only_when_the_version_reads_them() -> None:
+    assert V2Decoder(DECISION_TIME).decode(json.dumps(v2_json()).encode(), "fraud-detector") is None
+    body = v2_json()
+    body["inputs"] += [
+        {"name": name, "shape": [2], "datatype": "FP64", "data": [0.0, 5.0]}
+        for name in ("oldbalanceOrg", "oldbalanceDest")
+    ]
+    same_as_slow_v2(body, DECISION_TIME)
+    same_as_slow_v2(body, STRICT)
+
+
+_V2_DATATYPES = st.sampled_from(["INT64", "INT32", "FP64", "FP32", "BYTES", "int64", "FP16", "BOOL"])
+_SHAPES = st.sampled_from(["n", "n1", "n+1", "empty", "n2", "neg"])
+
+
+@st.composite
+def _v2_bodies(draw: st.DrawFn) -> dict[str, Any]:
+    """A V2 body near a valid one: inputs changed, dropped, repeated or unknown; odd shapes, datatypes, values."""
+    n = draw(st.integers(min_value=0, max_value=7))
+    body = v2_json(n)
+    if draw(st.booleans()):
+        body["inputs"] += [
+            {"name": name, "shape": [n], "datatype": "FP64", "data": [1.0] * n}
+            for name in ("oldbalanceOrg", "oldbalanceDest")
+        ]
+    for item in list(body["inputs"]):
+        action = draw(st.sampled_from(["keep", "keep", "keep", "values", "datatype", "shape", "drop", "repeat"]))
+        if action == "values":
+            item["data"] = draw(st.lists(_FIELD_VALUES[item["name"]], min_size=n, max_size=n))
+        elif action == "datatype":
+            item["datatype"] = draw(_V2_DATATYPES)
+        elif action == "shape":
+            item["shape"] = {"n": [n], "n1": [n, 1], "n+1": [n + 1], "empty": [], "n2": [n, 2], "neg": [-1]}[
+                draw(_SHAPES)
+            ]
+        elif action == "drop":
+            body["inputs"].remove(item)
+        elif action == "repeat":
+            body["inputs"].append(dict(item))
+    if draw(st.booleans()):
+        body["inputs"].append({"name": draw(st.sampled_from(["stepp", "isFraud"])), "shape": [n], "datatype": "FP64"})
+    top = draw(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "id": st.sampled_from(["r-1", "", None, 5]),
+                "parameters": st.sampled_from(
+                    [None, {"reasons": "none"}, {"reasons": "some"}, {"binary_data_output": False}, {"x": [1]}]
+                ),
+                "outputs": st.sampled_from([None, [], [{"name": "decision"}]]),
+            },
+        )
+    )
+    return {**body, **top}
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=_v2_bodies())
+def test_the_v2_fast_decoder_never_accepts_what_the_slow_path_refuses(payload: dict[str, Any]) -> None:
+    """Accepted by the fast decoder ⇒ taken by KServe's request model and parse_v2, with the same batch."""
+    for contract in (STRICT, DECISION_TIME):
+        fast = V2Decoder(contract).decode(json.dumps(payload).encode(), "fraud-detector")
+        if fast is None:
+            continue
+        try:
+            slow_v2(payload, contract)
+        except RequestError:
+            raise AssertionError(f"the fast decoder accepted a body parse_v2 refuses: {payload}") from None
+        same_as_slow_v2(payload, contract)
