@@ -199,6 +199,13 @@ class Ceiling:
     flagged_batch_rows_per_s: float = math.nan
     flagged_share: float = math.nan
     """Share of the batch rows at or above the version's review threshold (the rows the default answer explains)."""
+    batch_rechecks: list[float] = field(default_factory=list)
+    """The 1,000-row ceiling (rows/s) re-measured right after each of ours' batch runs (`batch_ceiling_probe`)."""
+
+    @property
+    def fastest_batch_rows_per_s(self) -> float:
+        """The fastest 1,000-row ceiling measured in the run: what the batch target compares against."""
+        return max([self.native_batch_rows_per_s, *self.batch_rechecks])
 
 
 @dataclass
@@ -425,6 +432,33 @@ def _summary(ranked: list[float], scale: float = 1.0) -> dict[str, float]:
     }
 
 
+def _columns(rows: Sequence[Row], inputs: Sequence[str]) -> dict[str, list[Any]]:
+    """The rows as the feature function takes a decoded request: one list per input field."""
+    return {name: [row[name] for row in rows] for name in inputs}
+
+
+def batch_ceiling_probe(model_dir: Path, batches: list[list[Row]], calls: int = 200) -> Callable[[], float]:
+    """A re-measurement of the in-process 1,000-row ceiling (rows/s at the p50), to run right next to ours' batch
+    runs: this machine's speed drifts by tens of percent within minutes, so a ceiling timed once, minutes before,
+    can flatter or wrong the server. The batch target takes the fastest ceiling seen (the stricter comparison)."""
+    from mlflow.models import Model
+
+    from fraud.features import FeatureSpec, build_features
+    from fraud.modeling import load_native
+    from fraud.pyfunc_model import ARTIFACT_NATIVE, ARTIFACT_SPEC
+
+    artifacts = Model.load(str(model_dir)).flavors["python_function"]["artifacts"]
+    spec = FeatureSpec.from_json((model_dir / artifacts[ARTIFACT_SPEC]["path"]).read_text())
+    native = load_native(model_dir / artifacts[ARTIFACT_NATIVE]["path"], nthread=1)
+    many = [_columns(batch, spec.inputs) for batch in batches]
+
+    def probe() -> float:
+        timings = _timings_us(lambda i: native.predict_proba(build_features(many[i % len(many)], spec)), calls, 10)
+        return BATCH_SIZE / (loadgen.percentile(timings, 50) / 1e6)
+
+    return probe
+
+
 def inprocess_ceiling(model_dir: Path, singles: list[Row], batches: list[list[Row]], calls: int) -> Ceiling:
     """Feature function + native model, and the pyfunc wrapper, on one row and on 1,000 rows, no HTTP."""
     import mlflow.pyfunc
@@ -443,12 +477,8 @@ def inprocess_ceiling(model_dir: Path, singles: list[Row], batches: list[list[Ro
     thresholds = Thresholds.from_dict(json.loads((model_dir / artifacts[ARTIFACT_THRESHOLDS]["path"]).read_text()))
     native = load_native(native_dir, nthread=1)
     family = str(read_native_metadata(native_dir).get("family", ""))
-
-    def columns(rows: Sequence[Row]) -> dict[str, list[Any]]:
-        return {name: [row[name] for row in rows] for name in spec.inputs}
-
-    one = [columns([row]) for row in singles]
-    many = [columns(batch) for batch in batches]
+    one = [_columns([row], spec.inputs) for row in singles]
+    many = [_columns(batch, spec.inputs) for batch in batches]
 
     def native_one(i: int) -> object:
         return native.predict_proba(build_features(one[i % len(one)], spec))
@@ -533,7 +563,12 @@ class ServerBench:
         expected: list[float],
         version: str,
         workdir: Path,
+        ceiling: Ceiling | None = None,
+        recheck: Callable[[], float] | None = None,
     ) -> None:
+        self.ceiling = ceiling
+        self.recheck = recheck
+        """Re-times the in-process batch ceiling after each batch run (ours only: its target compares with it)."""
         self.spec = spec
         self.args = args
         self.runner = runner
@@ -809,6 +844,10 @@ class ServerBench:
                 f"p50 {fmt_ms(result.latency_ms.p50)} ms per batch, failures {result.failures}"
                 + (f"; e.g. {result.error_samples[0][:160]}" if result.error_samples else "")
             )
+            if self.recheck is not None and self.ceiling is not None:
+                rows_per_s = self.recheck()
+                self.ceiling.batch_rechecks.append(rows_per_s)
+                say(f"    in-process 1,000-row ceiling right after: {rows_per_s:,.0f} rows/s")
 
 
 def round_rate(rate: float) -> float:
@@ -867,9 +906,10 @@ def targets(
     best_batch = ours.best_batch() if usable and ours is not None else None
     out.append(
         _batch_target(
-            f"ours batch rows/s within {TARGET_BATCH_FACTOR:g}× of the in-process 1,000-row ceiling",
+            f"ours batch rows/s within {TARGET_BATCH_FACTOR:g}× of the in-process 1,000-row ceiling (the fastest "
+            "timing of the run)",
             best_batch,
-            ceiling.native_batch_rows_per_s if ceiling is not None else math.nan,
+            ceiling.fastest_batch_rows_per_s if ceiling is not None else math.nan,
             f" ({best_batch.label})" if best_batch is not None else "",
             "",
         )
@@ -942,6 +982,12 @@ def print_report(
             f"{n1['p50']:.0f} µs p99 {n1['p99']:.0f} µs (≈{1e6 / n1['p50']:,.0f}/s on one core); 1,000 rows p50 "
             f"{nb['p50']:.2f} ms = {ceiling.native_batch_rows_per_s:,.0f} rows/s"
         )
+        if ceiling.batch_rechecks:
+            print(
+                "  1,000 rows again, right after each of ours' batch runs: "
+                + ", ".join(f"{r:,.0f}" for r in ceiling.batch_rechecks)
+                + f" rows/s (the target takes the fastest, {ceiling.fastest_batch_rows_per_s:,.0f})"
+            )
         e1, eb = ceiling.explain_one_row_us, ceiling.explain_batch_ms
         print(
             f"  + contributions (ours' top-3 reasons): 1 row p50 {e1['p50']:.0f} µs p99 {e1['p99']:.0f} µs; 1,000 rows "
@@ -1273,7 +1319,10 @@ def main(argv: list[str] | None = None) -> int:
                     say(f"── {spec.title}: NOT RUN — {spec.unavailable_reason}")
                     reports[key] = ServerReport(key, spec.title, False, spec.unavailable_reason, spec.command)
                     continue
-                bench = ServerBench(spec, args, runner, singles, batches, expected, registered.version, workdir)
+                recheck = batch_ceiling_probe(registered.model_dir, batches) if key == "ours" else None
+                bench = ServerBench(
+                    spec, args, runner, singles, batches, expected, registered.version, workdir, ceiling, recheck
+                )
                 reports[key] = bench.report  # partial results still print if interrupted
                 bench.run()
     except (KeyboardInterrupt, Interrupted) as exc:
