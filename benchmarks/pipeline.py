@@ -22,6 +22,14 @@ from fraud.settings import load_settings, reset_settings
 from fraud.stack.local import LocalStack, private_stack_overrides
 from pipelines.runner import run_local
 
+SPLITS: dict[str, dict[str, int]] = {
+    "pipeline": {},
+    "published": {"train_end_step": 503, "valid_end_step": 575},
+}
+"""Split boundaries by name. The published strict results on the real log train on steps 1-575 and test on
+576-743 (`fraud.data.published.Published.last_week`); the pipeline needs a validation block, taken from the end
+of that training range."""
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,6 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--feature-set", default="strict", choices=["strict", "decision_time"])
     parser.add_argument("--timeout", type=float, default=0.0, help="tuning time limit in seconds (0 = none)")
+    parser.add_argument(
+        "--split",
+        choices=sorted(SPLITS),
+        default="pipeline",
+        help="pipeline: the pipeline's default blocks (train days 1-14, validation 15-17, test 18-31); published: "
+        "test on the last week (steps 576-743) as the published strict results do, validation 504-575",
+    )
     args = parser.parse_args(argv)
 
     home = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
@@ -65,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                     "n_trials": args.trials,
                     "timeout_s": args.timeout,
                     "feature_set": args.feature_set,
+                    **SPLITS[args.split],
                 },
             )
             wall = time.monotonic() - started

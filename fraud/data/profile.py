@@ -764,6 +764,24 @@ def _shape_checks(profile: Profile, pub: Published) -> list[Check]:
     ]
 
 
+LAST_WEEK_RELATIVE: Final = 0.1
+"""Model allowance of the last-week checks, relative to the published share."""
+
+
+def _last_week_checks(profile: Profile, pub: Published) -> list[Check]:
+    """The real log's last week (steps 576-743, the test block of the published strict results): its share of the
+    month's rows and its fraud rate. The month's quiet end is what a forward split tests on, and these two figures
+    set how hard that test is; neither was used to build the generator (a check of the timeline, not a fit)."""
+    week = pub.last_week
+    rows = sum(n for step, n in profile.rows_by_step.items() if step >= week.first_step)
+    fraud = sum(n for step, n in profile.fraud_by_step.items() if step >= week.first_step)
+    name = f"steps {week.first_step}-{MAX_STEP}"
+    return [
+        _share_check(f"{name}: share of rows", rows, profile.rows, week.rows / pub.rows, pub.rows, LAST_WEEK_RELATIVE),
+        _share_check(f"{name}: fraud rate", fraud, rows, week.fraud_rate, week.rows, LAST_WEEK_RELATIVE),
+    ]
+
+
 def compare(profile: Profile, published: Published | None = None) -> list[Check]:
     """Every statistic of the profile next to its expected value, with a scale-aware tolerance.
 
@@ -774,5 +792,13 @@ def compare(profile: Profile, published: Published | None = None) -> list[Check]
         raise DataValidationError("cannot compare an empty dataset with the published statistics")
     pub = published or load_published()
     rows = Check("rows", float(profile.rows), float(pub.rows), math.inf, True, "count", note="any size")
-    sections = (_mix_checks, _amount_checks, _rule_checks, _id_checks, _shape_checks, _activity_checks)
+    sections = (
+        _mix_checks,
+        _amount_checks,
+        _rule_checks,
+        _id_checks,
+        _shape_checks,
+        _activity_checks,
+        _last_week_checks,
+    )
     return [rows, *(check for section in sections for check in section(profile, pub))]

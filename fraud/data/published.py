@@ -43,6 +43,23 @@ class FraudAmounts:
 
 
 @dataclass(frozen=True)
+class LastWeek:
+    """The test block of the published strict-feature results: the real log's last week, after training on the
+    steps before it. Its counts are what a forward split of a faithful month must reproduce, and its results are
+    the band a strict model on such a month should land in."""
+
+    first_step: int
+    rows: int
+    fraud: int
+    strict_results: Mapping[str, tuple[float, float]]
+    """Model family → (average precision, ROC AUC) on these rows."""
+
+    @property
+    def fraud_rate(self) -> float:
+        return self.fraud / self.rows
+
+
+@dataclass(frozen=True)
 class Published:
     """Figures computed on the full published log (Kaggle ``ealaxi/paysim1``)."""
 
@@ -70,6 +87,7 @@ class Published:
     """Steps with fraudulent rows only, no legitimate one (a full-size month; see ``legit_activity``)."""
     last_legit_step: int
     """The last step with a legitimate row: after it the month has fraud only."""
+    last_week: LastWeek
     distinct_origins: int = DISTINCT_ORIGINS
     distinct_destinations: int = DISTINCT_DESTINATIONS
     max_origin_repeats: int = MAX_ORIGIN_REPEATS
@@ -156,6 +174,17 @@ def parse_published(raw: Mapping[str, Any]) -> Published:
             daily_fraud=_fraud_by_index(raw["daily"], "day", DAYS, 1),
             fraud_only_steps=int(activity["fraud_only_steps"]),
             last_legit_step=int(activity["last_legit_step"]),
+            last_week=LastWeek(
+                first_step=int(raw["last_week"]["first_step"]),
+                rows=int(raw["last_week"]["rows"]),
+                fraud=int(raw["last_week"]["fraud"]),
+                strict_results=MappingProxyType(
+                    {
+                        str(family): (float(result["average_precision"]), float(result["roc_auc"]))
+                        for family, result in raw["last_week"]["strict_results"].items()
+                    }
+                ),
+            ),
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ConfigError(f"published statistics are malformed: {exc!r}") from exc
@@ -165,6 +194,9 @@ def parse_published(raw: Mapping[str, Any]) -> Published:
         raise ConfigError("published statistics are inconsistent: hourly/daily fraud does not add up to 'fraud'")
     if not 0 < published.last_legit_step <= MAX_STEP or not 0 <= published.fraud_only_steps < MAX_STEP:
         raise ConfigError("published statistics are inconsistent: legit_activity is outside steps 1..743")
+    week = published.last_week
+    if not 0 < week.first_step <= MAX_STEP or not 0 < week.fraud < week.rows < published.rows:
+        raise ConfigError("published statistics are inconsistent: last_week is outside the month")
     return published
 
 

@@ -184,3 +184,18 @@ def test_bad_input_is_reported() -> None:
     assert math.isnan(empty.fraud_amount_mean)
     with pytest.raises(DataValidationError, match="empty"):
         compare(empty)
+
+
+def test_the_quiet_last_week_is_checked(generated: pa.Table) -> None:
+    """The test block of the published strict results: a month with a busy last week, or one whose fraud stays
+    rare there, fails; the generated month passes (these figures were never used to build the generator)."""
+    names = ("steps 576-743: share of rows", "steps 576-743: fraud rate")
+    checks = _by_name(compare(profile(generated)))
+    assert all(checks[name].passed for name in names)
+    steps = generated.column("step").to_numpy()
+    legit = generated.column("isFraud").to_numpy() == 0
+    # legitimate rows spread evenly over the month: the last week is as busy as any other
+    even = np.where(legit, np.random.default_rng(0).integers(1, 744, len(steps)), steps)
+    busy = _by_name(compare(profile(generated.set_column(0, "step", pa.array(even.astype(np.int32))))))
+    assert not busy[names[0]].passed
+    assert not busy[names[1]].passed
