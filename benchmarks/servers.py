@@ -54,33 +54,42 @@ def _dumps(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
+def _instances(rows: Sequence[Row]) -> list[dict[str, Any]]:
+    return [{name: row[name] for name, _ in FIELDS} for row in rows]
+
+
+def _inputs(rows: Sequence[Row], *, column_shape: bool = False) -> list[dict[str, Any]]:
+    n = len(rows)
+    shape = [n, 1] if column_shape else [n]
+    return [
+        {"name": name, "shape": shape, "datatype": datatype, "data": [row[name] for row in rows]}
+        for name, datatype in FIELDS
+    ]
+
+
+SCORES_ONLY: dict[str, Any] = {"reasons": "none"}
+"""The request parameters of ours asking for probabilities and decisions only: what the peers answer, and what
+the in-process ceiling computes, so batch comparisons are like for like."""
+
+
 def v1_body(rows: Sequence[Row]) -> bytes:
     """KServe V1: ``{"instances": [ {transaction}, … ]}``."""
-    return _dumps({"instances": [{name: row[name] for name, _ in FIELDS} for row in rows]})
+    return _dumps({"instances": _instances(rows)})
 
 
 def v1_scores_only_body(rows: Sequence[Row]) -> bytes:
-    """V1 asking for no reasons: probabilities and decisions only, what the peers answer (and what the in-process
-    ceiling computes), so the batch comparison is like for like."""
-    return _dumps(
-        {"instances": [{name: row[name] for name, _ in FIELDS} for row in rows], "parameters": {"reasons": "none"}}
-    )
+    """V1 asking for no reasons (`SCORES_ONLY`)."""
+    return _dumps({"instances": _instances(rows), "parameters": SCORES_ONLY})
 
 
 def v2_body(rows: Sequence[Row], *, column_shape: bool = False) -> bytes:
     """Open Inference Protocol V2, columnar: one named input per field (shape [n], or [n, 1] if asked)."""
-    n = len(rows)
-    shape = [n, 1] if column_shape else [n]
-    inputs = [
-        {"name": name, "shape": shape, "datatype": datatype, "data": [row[name] for row in rows]}
-        for name, datatype in FIELDS
-    ]
-    return _dumps({"inputs": inputs})
+    return _dumps({"inputs": _inputs(rows, column_shape=column_shape)})
 
 
 def v2_scores_only_body(rows: Sequence[Row]) -> bytes:
-    """V2 asking for no reasons (the ``reasons`` request parameter): like for like with the in-process ceiling."""
-    return _dumps({"parameters": {"reasons": "none"}, **json.loads(v2_body(rows))})
+    """V2 asking for no reasons (`SCORES_ONLY`)."""
+    return _dumps({"parameters": SCORES_ONLY, "inputs": _inputs(rows)})
 
 
 def mlflow_body(rows: Sequence[Row]) -> bytes:

@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 REPO = Path(__file__).resolve().parents[1]
 # Run as a script, Python puts benchmarks/ first on sys.path, where this very file would shadow the `serving`
@@ -63,6 +63,9 @@ if str(REPO) not in sys.path:
 from benchmarks import loadgen, servers  # noqa: E402
 from benchmarks.loadgen import Job, Result  # noqa: E402
 from benchmarks.servers import Row, ServerProcess, ServerSpec  # noqa: E402
+
+if TYPE_CHECKING:
+    from serving.artifacts import ServedModel
 
 DATA = REPO.parent / "shared" / "data" / "paysim" / "paysim_head_steps1to9.csv"
 BATCH_SIZE = 1000
@@ -441,22 +444,23 @@ def batch_ceiling_probe(model_dir: Path, batches: list[list[Row]], calls: int = 
     """A re-measurement of the in-process 1,000-row ceiling (rows/s at the p50), to run right next to ours' batch
     runs: this machine's speed drifts by tens of percent within minutes, so a ceiling timed once, minutes before,
     can flatter or wrong the server. The batch target takes the fastest ceiling seen (the stricter comparison)."""
-    from mlflow.models import Model
+    from serving.artifacts import read_model_dir
 
-    from fraud.features import FeatureSpec, build_features
-    from fraud.modeling import load_native
-    from fraud.pyfunc_model import ARTIFACT_NATIVE, ARTIFACT_SPEC
-
-    artifacts = Model.load(str(model_dir)).flavors["python_function"]["artifacts"]
-    spec = FeatureSpec.from_json((model_dir / artifacts[ARTIFACT_SPEC]["path"]).read_text())
-    native = load_native(model_dir / artifacts[ARTIFACT_NATIVE]["path"], nthread=1)
-    many = [_columns(batch, spec.inputs) for batch in batches]
+    served = read_model_dir(model_dir)
+    many = [_columns(batch, served.spec.inputs) for batch in batches]
 
     def probe() -> float:
-        timings = _timings_us(lambda i: native.predict_proba(build_features(many[i % len(many)], spec)), calls, 10)
+        timings = _timings_us(lambda i: _score_columns(served, many[i % len(many)]), calls, 10)
         return BATCH_SIZE / (loadgen.percentile(timings, 50) / 1e6)
 
     return probe
+
+
+def _score_columns(served: ServedModel, columns: dict[str, list[Any]]) -> object:
+    """The in-process ceiling's unit of work: the feature function and the native model, as the server loads it."""
+    from fraud.features import build_features
+
+    return served.native.predict_proba(build_features(columns, served.spec))
 
 
 def inprocess_ceiling(model_dir: Path, singles: list[Row], batches: list[list[Row]], calls: int) -> Ceiling:
@@ -464,27 +468,21 @@ def inprocess_ceiling(model_dir: Path, singles: list[Row], batches: list[list[Ro
     import mlflow.pyfunc
     import numpy as np
     import pandas as pd
-    from mlflow.models import Model
 
-    from fraud.evaluation.thresholds import Thresholds
-    from fraud.features import FeatureSpec, build_features
-    from fraud.modeling import load_native, read_native_metadata
-    from fraud.pyfunc_model import ARTIFACT_NATIVE, ARTIFACT_SPEC, ARTIFACT_THRESHOLDS
+    from fraud.features import build_features
+    from serving.artifacts import read_model_dir
 
-    artifacts = Model.load(str(model_dir)).flavors["python_function"]["artifacts"]
-    native_dir = model_dir / artifacts[ARTIFACT_NATIVE]["path"]
-    spec = FeatureSpec.from_json((model_dir / artifacts[ARTIFACT_SPEC]["path"]).read_text())
-    thresholds = Thresholds.from_dict(json.loads((model_dir / artifacts[ARTIFACT_THRESHOLDS]["path"]).read_text()))
-    native = load_native(native_dir, nthread=1)
-    family = str(read_native_metadata(native_dir).get("family", ""))
+    served = read_model_dir(model_dir)  # the server's own loader: native model (1 thread), spec, thresholds
+    native, spec, thresholds = served.native, served.spec, served.thresholds
+    family = str(native.family)
     one = [_columns([row], spec.inputs) for row in singles]
     many = [_columns(batch, spec.inputs) for batch in batches]
 
     def native_one(i: int) -> object:
-        return native.predict_proba(build_features(one[i % len(one)], spec))
+        return _score_columns(served, one[i % len(one)])
 
     def native_many(i: int) -> object:
-        return native.predict_proba(build_features(many[i % len(many)], spec))
+        return _score_columns(served, many[i % len(many)])
 
     def explain_one(i: int) -> object:
         features = build_features(one[i % len(one)], spec)

@@ -694,9 +694,14 @@ _NO_ROWS: Final = np.zeros(0, dtype=np.intp)
 _NO_ROWS.flags.writeable = False
 
 
+def _reasons_bytes(reasons: list[Reason]) -> bytes:
+    """One row's reasons as a JSON list."""
+    return orjson.dumps([r.as_json() for r in reasons])
+
+
 def _reasons_json(reasons: list[Reason]) -> str:
     """One row's reasons as the JSON list a V2 ``reasons`` element carries."""
-    return orjson.dumps([r.as_json() for r in reasons]).decode("utf-8") if reasons else "[]"
+    return _reasons_bytes(reasons).decode("utf-8") if reasons else "[]"
 
 
 def _v1_predictions_json(result: Scored, reasons: list[list[Reason]] | None) -> bytes:
@@ -724,9 +729,7 @@ def _v1_predictions_json(result: Scored, reasons: list[list[Reason]] | None) -> 
     if reasons is not None:
         for row in result.explained_rows.tolist():
             if reasons[row]:
-                pieces[2 * row + 1] = rest_of_row(
-                    str(result.decisions[row]), orjson.dumps([r.as_json() for r in reasons[row]])
-                )
+                pieces[2 * row + 1] = rest_of_row(str(result.decisions[row]), _reasons_bytes(reasons[row]))
     pieces[-1] = pieces[-1][: -len(b',{"fraud_probability":')]
     return b'[{"fraud_probability":' + b"".join(pieces) + b"]"
 
