@@ -73,7 +73,8 @@ bench-pipeline: venv ## local pipeline wall time per step and peak memory at 1M 
 	$(BIN)/python benchmarks/pipeline.py --sizes 1000000 6362620 --trials 20
 
 bench-serving: venv | $(UV) ## serving benchmark: ours vs mlflow models serve vs MLServer (~15 min)
-	$(BIN)/python benchmarks/serving.py --uv $(UV) --json benchmarks/results/serving.json
+	$(BIN)/python benchmarks/serving.py --uv $(UV) --rows $(DEMO_ROWS) --trials $(DEMO_TRIALS) \
+	  --json benchmarks/results/serving.json
 
 clean: ## stop the stack and remove local state (.fraud/, data/)
 	-$(BIN)/fraudctl down

@@ -1193,8 +1193,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     model = parser.add_argument_group("model")
     model.add_argument("--home", type=Path, help="keep the private stack's state here (default: a temporary dir)")
     model.add_argument("--model-version", help="serve this version from --home's registry instead of training one")
-    model.add_argument("--rows", type=int, default=200_000, help="generated rows for training")
-    model.add_argument("--trials", type=int, default=3, help="tuning trials")
+    model.add_argument(
+        "--rows",
+        type=int,
+        default=1_000_000,
+        help="generated rows for training (default: what `make demo` trains on, so the served model is the size "
+        "the platform registers; a much smaller model makes the batch target measure JSON, not scoring)",
+    )
+    model.add_argument("--trials", type=int, default=12, help="tuning trials (default: `make demo`'s)")
     model.add_argument("--family", default="xgboost", help="model families to tune")
     model.add_argument("--feature-set", default="strict", choices=["strict", "decision_time"])
 
