@@ -6,8 +6,8 @@ with a forward-in-time split give an average precision of about 0.34-0.38 and a 
 162,303 rows, 1,854 frauds, 1.14%; `fraud.data.published.LastWeek`). ``--split published`` uses that split. A
 generator whose AP on those very features (``--feature-sets published``) is far above the band makes fraud easier
 to spot than the real log does (fraud amounts too distinct, a too regular pattern in time); any strict AP above
-0.9 gives the label away. With the decision-time balances
-added, near-perfect results are expected, as on the real log (a fraud drains the origin exactly).
+0.9 gives the label away. With the decision-time balances added, near-perfect results are expected, as on the
+real log (a fraud drains the origin exactly).
 
 ``--feature-sets published`` trains on the 24 features those published results were computed with
 (`benchmarks.published_features`: hour and day as sine/cosine, amount flags and z-score, type flags; no
