@@ -6,7 +6,7 @@ printed them (ris3abh/aml-p2p-fraud-detection, ``notebooks/02_feature_engineerin
 features", 24 columns, no balance of either side, no ids) builds, from ``step``, ``type`` and ``amount``:
 
 - time: hour of day (``step % 24``) as sine/cosine and three hour flags; day (``step // 24``) only as
-  sine/cosine with a 30-day period, so the test week (days 24-30) lands on values training never saw;
+  sine/cosine with a 30-day period, so the test week (days 24-30) wraps round to the start of the cycle;
 - amount: raw, ``log10(amount + 1)``, a z-score against the per-type mean and standard deviation of the
   training block, over-1M and round-thousand / round-10k flags (on the float32 amount, as it was loaded);
 - type: five one-hot columns, TRANSFER/CASH_OUT flags and three interactions.
