@@ -25,8 +25,9 @@ from fraud.data.readers import validated_batches
 from fraud.features import build_features, fit_spec
 from fraud.modeling import FAMILIES, load_native, save_native
 from fraud.tuning import fit_model
+from samples import PAYSIM_STEPS1TO9
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "paysim" / "paysim_head_steps1to9.csv"
+SAMPLE = PAYSIM_STEPS1TO9
 
 
 def timings_us(fn: Callable[[], object], calls: int, warmup: int = 50) -> np.ndarray:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import mlflow.pyfunc
@@ -31,8 +30,9 @@ from fraud.data.readers import validated_batches
 from fraud.evaluation.metrics import average_precision
 from fraud.registry import connect
 from fraud.settings import get_settings
+from samples import PAYSIM_STEPS1TO9
 
-GENUINE = Path(__file__).resolve().parents[2] / "shared" / "data" / "paysim" / "paysim_head_steps1to9.csv"
+GENUINE = PAYSIM_STEPS1TO9
 RAW_INPUTS = ("step", "type", "amount", "nameOrig", "nameDest", "oldbalanceOrg", "oldbalanceDest")
 
 

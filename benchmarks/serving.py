@@ -63,11 +63,12 @@ if str(REPO) not in sys.path:
 from benchmarks import loadgen, servers  # noqa: E402
 from benchmarks.loadgen import Job, Result  # noqa: E402
 from benchmarks.servers import Row, ServerProcess, ServerSpec  # noqa: E402
+from samples import PAYSIM_STEPS1TO9  # noqa: E402
 
 if TYPE_CHECKING:
     from serving.artifacts import ServedModel
 
-DATA = REPO.parent / "shared" / "data" / "paysim" / "paysim_head_steps1to9.csv"
+DATA = PAYSIM_STEPS1TO9
 BATCH_SIZE = 1000
 CHECK_ROWS = 20
 TARGET_P99_MS = 10.0

@@ -54,8 +54,9 @@ from fraud.data.published import load_published
 from fraud.data.scenarios import get_scenario
 from fraud.features import FEATURE_SETS, FeatureSetName, build_features, fit_spec
 from fraud.split import SplitBoundaries, forward_split
+from samples import PAYSIM_STEPS1TO9
 
-REAL_HEAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "paysim" / "paysim_head_steps1to9.csv"
+REAL_HEAD = PAYSIM_STEPS1TO9
 HEAD_LAST_STEP = 9
 EARLY_HOURS = (1, 8)
 """Hours of day where legitimate traffic all but stops while fraud does not: where most of the strict AP comes from."""

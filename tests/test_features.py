@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,8 +20,9 @@ from fraud.features import (
     fit_spec,
     make_spec,
 )
+from samples import PAYSIM_STEPS1TO9
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "paysim" / "paysim_head_steps1to9.csv"
+SAMPLE = PAYSIM_STEPS1TO9
 
 
 @pytest.fixture(scope="module")

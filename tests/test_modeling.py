@@ -32,8 +32,9 @@ from fraud.modeling import (
     training_reference,
 )
 from fraud.tuning import fit_model
+from samples import PAYSIM_STEPS1TO9
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "paysim" / "paysim_head_steps1to9.csv"
+SAMPLE = PAYSIM_STEPS1TO9
 
 PARAMS: dict[str, dict[str, Any]] = {
     "xgboost": {

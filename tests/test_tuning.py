@@ -27,8 +27,9 @@ from fraud.tuning import (
     sample_negatives,
     tune,
 )
+from samples import PAYSIM_STEPS1TO9
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "paysim" / "paysim_head_steps1to9.csv"
+SAMPLE = PAYSIM_STEPS1TO9
 
 
 class Blocks:

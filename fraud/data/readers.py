@@ -135,6 +135,7 @@ def _parquet_batches(path: Path, adapter: DatasetAdapter) -> Iterator[pa.RecordB
     names = parquet.schema_arrow.names
     if sorted(names) != sorted(adapter.header):
         adapter.check_header(names, path.name)
+    adapter.check_stored_types(parquet.schema_arrow, path.name)
     try:
         yield from parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=list(adapter.header))
     except (pa.ArrowInvalid, OSError) as exc:

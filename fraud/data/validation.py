@@ -33,7 +33,7 @@ def _quote(value: object) -> str:
 
 
 def require_present(values: pa.Array, column: str, first_row: int) -> None:
-    """Reject nulls and empty strings: PaySim has no optional columns."""
+    """Reject nulls and empty strings: no contract field is optional in a dataset file."""
     missing = pc.is_null(values)
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         missing = pc.or_(missing, pc.equal(pc.utf8_length(values), 0))
@@ -88,7 +88,7 @@ def require_non_negative(values: pa.Array, column: str, first_row: int) -> None:
         raise _fail(column, first_row, index, f"{values[index].as_py()} is negative")
 
 
-def require_between(values: pa.Array, column: str, first_row: int, low: int, high: int) -> None:
+def require_between(values: pa.Array, column: str, first_row: int, low: float, high: float) -> None:
     index = first_index(pc.or_(pc.less(values, low), pc.greater(values, high)))
     if index is not None:
         raise _fail(column, first_row, index, f"{values[index].as_py()} is outside {low}..{high}")
@@ -100,6 +100,12 @@ def require_in(values: pa.Array, allowed: Iterable[object], column: str, first_r
     if index is not None:
         choices = ", ".join(str(a) for a in allowed_list)
         raise _fail(column, first_row, index, f"{_quote(values[index].as_py())} is not one of {choices}")
+
+
+def require_max_length(values: pa.Array, column: str, first_row: int, limit: int) -> None:
+    index = first_index(pc.greater(pc.utf8_length(values), limit))
+    if index is not None:
+        raise _fail(column, first_row, index, f"{_quote(values[index].as_py())} is longer than {limit} characters")
 
 
 def to_string(values: pa.Array, column: str, first_row: int) -> pa.Array:

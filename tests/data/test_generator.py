@@ -25,8 +25,9 @@ from fraud.data.scenarios import SCENARIOS, Scenario, get_scenario
 from fraud.data.timeline import legit_matrix, quiet_steps, step_weights, untouched_victim_share
 from fraud.errors import ConfigError
 from fraud.schema import ARROW_SCHEMA, COLUMNS, HOURS_PER_DAY, TRANSACTION_TYPES
+from samples import PAYSIM_STEP1
 
-REAL_HEAD = Path(__file__).resolve().parents[3] / "shared" / "data" / "paysim" / "paysim_head_step1.csv"
+REAL_HEAD = PAYSIM_STEP1
 MODERATE = 300_000
 SCENARIO_ROWS = 150_000
 

@@ -20,11 +20,11 @@ from fraud.data.ingest import dataset_prefix, ingest, latest_uri
 from fraud.errors import DataValidationError, SourceError
 from fraud.settings import Settings
 from fraud.store import ObjectStore, S3Uri
+from samples import PAYSIM_STEP1
 
 pytestmark = pytest.mark.stack
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "paysim"
-STEP1 = SAMPLES / "paysim_head_step1.csv"
+STEP1 = PAYSIM_STEP1
 
 
 class _Files(BaseHTTPRequestHandler):

@@ -27,8 +27,9 @@ from fraud.data.published import load_published
 from fraud.data.scenarios import get_scenario
 from fraud.errors import ConfigError, DataValidationError
 from fraud.schema import ARROW_SCHEMA
+from samples import PAYSIM_STEP1
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "paysim"
+SAMPLES = PAYSIM_STEP1.parent
 MEANINGFUL_FOR_A_HEAD = (
     "rows of an unknown type",
     "fraud outside TRANSFER/CASH_OUT",

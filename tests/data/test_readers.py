@@ -16,10 +16,10 @@ from fraud.data.adapters import get_adapter
 from fraud.data.fingerprint import Fingerprinter
 from fraud.data.readers import validated_batches
 from fraud.errors import DataValidationError, SourceError
+from samples import PAYSIM_STEP1, PAYSIM_STEPS1TO9
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "paysim"
-STEP1 = SAMPLES / "paysim_head_step1.csv"
-STEPS1TO9 = SAMPLES / "paysim_head_steps1to9.csv"
+STEP1 = PAYSIM_STEP1
+STEPS1TO9 = PAYSIM_STEPS1TO9
 ADAPTER = get_adapter("paysim")
 HEADER = ",".join(schema.COLUMNS)
 GOOD_ROW = "1,PAYMENT,9839.64,C1231006815,170136.0,160296.36,M1979787155,0.0,0.0,0,0"
@@ -43,7 +43,7 @@ def write_csv(tmp_path: Path, *rows: str, header: str = HEADER, name: str = "dat
 
 
 def test_genuine_files_read_with_their_published_counts() -> None:
-    # given the genuine heads of the Kaggle file / when read / then the row and fraud counts of data/README.md
+    # given the genuine heads of the Kaggle file / when read / then the row and fraud counts of samples/README.md
     step1 = read_all(STEP1)
     assert step1.num_rows == 2_688
     assert pc.sum(step1["isFraud"]).as_py() == 16
@@ -125,6 +125,7 @@ def test_header_is_checked_exactly(tmp_path: Path, header: str, expected: str) -
         (GOOD_ROW[: -len("0,0")] + "0,yes", "isFlaggedFraud", "'yes' is not a whole number"),
         (GOOD_ROW.replace("1,PAYMENT", "1.5,PAYMENT", 1), "step", "'1.5' is not a whole number"),
         (GOOD_ROW.replace("C1231006815", ""), "nameOrig", "value is missing"),
+        (GOOD_ROW.replace("M1979787155", "M" * 257), "nameDest", "is longer than 256 characters"),
     ],
 )
 def test_bad_value_names_column_row_and_problem(tmp_path: Path, bad_row: str, column: str, problem: str) -> None:
@@ -164,15 +165,48 @@ def test_empty_and_header_only_files_are_refused(tmp_path: Path) -> None:
         read_all(write_csv(tmp_path, name="header_only.csv"))
 
 
-def test_parquet_with_a_text_amount_is_validated_like_csv(tmp_path: Path) -> None:
+def test_parquet_with_a_text_amount_fails_naming_the_column(tmp_path: Path) -> None:
+    # a Parquet column carries its type: text where the contract has a number is the file's error, not parsed
     table = read_all(STEP1).slice(0, 10)
-    amounts = pc.cast(table["amount"], pa.string()).to_pylist()
-    amounts[7] = "ten"
-    bad = table.set_column(2, "amount", pa.array(amounts))
+    bad = table.set_column(2, "amount", pc.cast(table["amount"], pa.string()))
     path = tmp_path / "bad.parquet"
     pq.write_table(bad, path)
-    with pytest.raises(DataValidationError, match="row 8, column 'amount': 'ten' is not a number"):
+    with pytest.raises(DataValidationError, match="column 'amount': stored as string; expected double") as caught:
         read_all(path)
+    assert caught.value.column == "amount"
+
+
+def test_parquet_whose_columns_are_all_text_fails_naming_the_first_column(tmp_path: Path) -> None:
+    table = read_all(STEP1).slice(0, 10)
+    text = pa.table({name: pc.cast(table[name], pa.string()) for name in table.column_names})
+    path = tmp_path / "text.parquet"
+    pq.write_table(text, path)
+    with pytest.raises(DataValidationError, match="column 'step': stored as string; expected an integer type"):
+        read_all(path)
+
+
+def test_parquet_with_float32_amounts_fails_instead_of_storing_them_rounded(tmp_path: Path) -> None:
+    # float32 keeps ~7 digits: 181,000.37 would be stored as 181,000.375
+    table = read_all(STEP1).slice(0, 10)
+    bad = table.set_column(2, "amount", pc.cast(table["amount"], pa.float32()))
+    path = tmp_path / "float32.parquet"
+    pq.write_table(bad, path)
+    with pytest.raises(DataValidationError, match="column 'amount': stored as float; expected double") as caught:
+        read_all(path)
+    assert caught.value.column == "amount"
+
+
+def test_parquet_with_other_exact_types_is_accepted(tmp_path: Path) -> None:
+    # int64 steps and flags (what pandas writes), dictionary-encoded text: exact, so accepted and normalised
+    table = read_all(STEP1).slice(0, 10)
+    wide = (
+        table.set_column(0, "step", pc.cast(table["step"], pa.int64()))
+        .set_column(1, "type", pc.dictionary_encode(table["type"]))
+        .set_column(9, "isFraud", pc.cast(table["isFraud"], pa.int64()))
+    )
+    path = tmp_path / "wide.parquet"
+    pq.write_table(wide, path)
+    assert read_all(path).equals(table)
 
 
 def test_unreadable_inputs_say_what_is_wrong(tmp_path: Path) -> None:

@@ -14,10 +14,11 @@ from fraud.settings import Settings
 from fraud.store import ObjectStore, S3Uri
 from pipelines.runner import PipelineOutcome, StepEvent, run_local
 from pipelines.training import STEPS
+from samples import PAYSIM_STEPS1TO9
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "paysim" / "paysim_head_steps1to9.csv"
+SAMPLE = PAYSIM_STEPS1TO9
 SMALL = {
     "source": "generator",
     "rows": 20_000,

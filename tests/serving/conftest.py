@@ -33,13 +33,14 @@ from mlflow.tracking import MlflowClient
 from fraud.settings import Settings
 from fraud.stack.ports import pick_free_ports
 from pipelines.runner import PipelineOutcome, run_local
+from samples import PAYSIM_STEPS1TO9
 from serving.process import LOOPBACK as HOST
 from serving.process import PredictorProcess
 
 ALIAS = "serving-test"
 REPO = Path(__file__).resolve().parents[2]
 FRAUDCTL = str(Path(sys.executable).with_name("fraudctl"))
-SAMPLE = REPO.parent / "shared" / "data" / "paysim" / "paysim_head_steps1to9.csv"
+SAMPLE = PAYSIM_STEPS1TO9
 PIPELINE_ARGUMENTS = {
     "source": "generator",
     "rows": 20_000,
