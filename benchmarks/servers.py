@@ -7,7 +7,7 @@
   from ``benchmarks/peers/mlserver-requirements.txt``.
 
 Each server runs as one process tree in a session of its own (so it can be stopped whole, and its CPU time
-read from /proc), on loopback ports picked free just before it starts.
+read with psutil), on loopback ports picked free just before it starts.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from benchmarks.loadgen import http_request
 
@@ -154,43 +156,33 @@ def model_versions(answer: Any) -> set[str]:
 # --- processes -------------------------------------------------------------------------------------------------
 def _session_pids(session: int) -> list[int]:
     pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = raw[raw.rindex(")") + 2 :].split()
-        if int(fields[3]) == session and fields[0] not in {"Z", "X"}:
-            pids.append(int(entry.name))
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getsid(process.pid) == session and process.status() not in {psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD}:
+                pids.append(process.pid)
     return sorted(pids)
 
 
 def process_name(pid: int) -> str:
     try:
-        return (Path("/proc") / str(pid) / "comm").read_text().strip()
-    except OSError:
+        return psutil.Process(pid).name()
+    except psutil.Error:
         return "?"
 
 
-def _cpu_ticks(pid: int) -> int:
+def _cpu_seconds(pid: int) -> float:
     try:
-        raw = (Path("/proc") / str(pid) / "stat").read_text()
-    except OSError:
-        return 0
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
 
 
 def _rss_bytes(pid: int) -> int:
     try:
-        return int((Path("/proc") / str(pid) / "statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, IndexError, ValueError):
+        return int(psutil.Process(pid).memory_info().rss)
+    except psutil.Error:
         return 0
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class ServerProcess:
@@ -233,7 +225,7 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float:
         """CPU time of the session's live processes so far."""
-        return sum(_cpu_ticks(pid) for pid in self.pids()) / _CLOCK_TICKS
+        return sum(_cpu_seconds(pid) for pid in self.pids())
 
     def rss_mb(self) -> float:
         return sum(_rss_bytes(pid) for pid in self.pids()) / 2**20

@@ -2,7 +2,8 @@
 
 Every error a user can cause or fix derives from `FraudError`. Its message is one line that names the problem
 and, where there is one, the next step; entrypoints (the CLI, the predictor) print it without a traceback and
-map it to an exit code or an HTTP status through the class attributes, in one place each.
+map it to an exit code through the ``exit_code`` class attribute; the predictor maps request errors to HTTP
+statuses itself (``serving/server.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ class FraudError(Exception):
     """Root of the errors a user can act on."""
 
     exit_code: int = 1
-    http_status: int = 500
 
 
 class ConfigError(FraudError):
@@ -25,7 +25,6 @@ class DataValidationError(FraudError):
     """Input data breaks the dataset's contract; the message names the column, the row and the problem."""
 
     exit_code = 3
-    http_status = 400
 
     def __init__(self, problem: str, *, column: str | None = None, row: int | None = None) -> None:
         self.problem = problem
@@ -82,4 +81,3 @@ class RegistryError(FraudError):
     """The MLflow registry has no such model, version or alias, or refused an operation."""
 
     exit_code = 8
-    http_status = 503

@@ -1,30 +1,37 @@
 """The S3 object store (SeaweedFS locally, MinIO on a cluster) behind one small class.
 
-Everything the platform keeps outside MLflow goes through here, so the endpoint, the credentials and the
-error translation live in one place.
+Everything the platform keeps outside MLflow goes through here, with the MinIO Python SDK as the client, so the
+endpoint, the credentials and the translation of S3 errors into `StoreError` live in one place
+(`ObjectStore._translated`). boto3 remains only where MLflow's own S3 artifact client needs it.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Final
 from urllib.parse import urlparse
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+import urllib3
+from minio import Minio
+from minio.error import MinioException, S3Error
 
-from fraud.errors import StoreError
+from fraud.errors import ConfigError, StoreError
 from fraud.settings import Settings
 
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
-
 log = logging.getLogger(__name__)
+
+NOT_FOUND_CODES: Final = frozenset({"NoSuchKey", "NoSuchBucket", "NotFound", "ResourceNotFound"})
+"""S3 error codes that mean "no such object or bucket" (MinIO's SDK names a 404 to HEAD one of the first two)."""
+
+CONNECT_TIMEOUT_S: Final = 5.0
+READ_TIMEOUT_S: Final = 60.0
+RETRIES: Final = 3
 
 
 @dataclass(frozen=True)
@@ -48,11 +55,29 @@ class S3Uri:
         return S3Uri(self.bucket, f"{self.key.rstrip('/')}/{name}" if self.key else name)
 
 
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        return f"{err.get('Code', 'error')}: {err.get('Message', str(exc))}"
-    return str(exc)
+class ObjectNotFoundError(StoreError):
+    """The object (or its bucket) does not exist."""
+
+
+def _client(endpoint: str, access_key: str, secret_key: str, region: str) -> Minio:
+    """A MinIO client for an endpoint URL such as ``http://127.0.0.1:8333`` (the SDK takes host and scheme apart)."""
+    parsed = urlparse(endpoint)
+    if parsed.scheme not in {"http", "https"} or not parsed.netloc or parsed.path.strip("/"):
+        raise ConfigError(
+            f"S3 endpoint '{endpoint}' must be http(s)://host[:port] with no path (MLFLOW_S3_ENDPOINT_URL)"
+        )
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
+        retries=urllib3.Retry(total=RETRIES, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+    )
+    return Minio(
+        parsed.netloc,
+        access_key=access_key,
+        secret_key=secret_key,
+        secure=parsed.scheme == "https",
+        region=region,  # given, so the SDK never asks the store for a bucket's location
+        http_client=http,
+    )
 
 
 class ObjectStore:
@@ -60,104 +85,76 @@ class ObjectStore:
 
     def __init__(self, endpoint: str, access_key: str, secret_key: str, region: str = "us-east-1") -> None:
         self.endpoint = endpoint
-        self._client: S3Client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
-            region_name=region,
-            config=Config(
-                signature_version="s3v4",
-                s3={"addressing_style": "path"},
-                retries={"max_attempts": 3, "mode": "standard"},
-                connect_timeout=5,
-                read_timeout=60,
-            ),
-        )
+        self._client = _client(endpoint, access_key, secret_key, region)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ObjectStore:
         access_key, secret_key = settings.s3_credentials()
         return cls(settings.s3_endpoint, access_key, secret_key, settings.aws_region)
 
-    @property
-    def client(self) -> S3Client:
-        return self._client
+    @contextmanager
+    def _translated(self, action: str, target: str) -> Iterator[None]:
+        """The one place S3 and transport errors become `StoreError`s (a missing object: `ObjectNotFoundError`)."""
+        try:
+            yield
+        except S3Error as exc:
+            if exc.code in NOT_FOUND_CODES:
+                raise ObjectNotFoundError(f"no object at {target}") from exc
+            raise self._fail(action, target, f"{exc.code}: {exc.message}") from exc
+        except (MinioException, urllib3.exceptions.HTTPError) as exc:
+            raise self._fail(action, target, str(exc)) from exc
 
-    def _fail(self, action: str, target: str, exc: Exception) -> StoreError:
+    def _fail(self, action: str, target: str, cause: str) -> StoreError:
         return StoreError(
-            f"S3 store at {self.endpoint} could not {action} {target} ({_describe(exc)}); "
+            f"S3 store at {self.endpoint} could not {action} {target} ({cause}); "
             "is it running (`fraudctl status`) and are AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY right?"
         )
 
     def ensure_bucket(self, bucket: str) -> bool:
         """Create the bucket unless it exists. Returns True when it was created."""
-        try:
-            self._client.head_bucket(Bucket=bucket)
-            return False
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code not in {"404", "NoSuchBucket", "NotFound"}:
-                raise self._fail("check bucket", bucket, exc) from exc
-        except BotoCoreError as exc:
-            raise self._fail("check bucket", bucket, exc) from exc
-        try:
-            self._client.create_bucket(Bucket=bucket)
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+        with self._translated("check bucket", bucket):
+            if self._client.bucket_exists(bucket):
                 return False
-            raise self._fail("create bucket", bucket, exc) from exc
+        try:
+            with self._translated("create bucket", bucket):
+                self._client.make_bucket(bucket)
+        except StoreError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, S3Error) and cause.code in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                return False  # created meanwhile by another process
+            raise
         log.info("created bucket %s", bucket)
         return True
 
     def exists(self, uri: S3Uri) -> bool:
         try:
-            self._client.head_object(Bucket=uri.bucket, Key=uri.key)
-            return True
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in {"404", "NoSuchKey", "NotFound"}:
-                return False
-            raise self._fail("read", str(uri), exc) from exc
-        except BotoCoreError as exc:
-            raise self._fail("read", str(uri), exc) from exc
+            with self._translated("read", str(uri)):
+                self._client.stat_object(uri.bucket, uri.key)
+        except ObjectNotFoundError:
+            return False
+        return True
 
     def upload_file(self, path: Path, uri: S3Uri) -> None:
         """Upload a local file. S3 makes the object visible only once the (multipart) upload completes."""
-        try:
-            self._client.upload_file(str(path), uri.bucket, uri.key)
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail("write", str(uri), exc) from exc
+        with self._translated("write", str(uri)):
+            self._client.fput_object(uri.bucket, uri.key, str(path))
 
     def download_file(self, uri: S3Uri, path: Path) -> None:
-        try:
-            self._client.download_file(uri.bucket, uri.key, str(path))
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in {"404", "NoSuchKey", "NotFound"}:
-                raise StoreError(f"no object at {uri}") from exc
-            raise self._fail("read", str(uri), exc) from exc
-        except BotoCoreError as exc:
-            raise self._fail("read", str(uri), exc) from exc
+        with self._translated("read", str(uri)):
+            self._client.fget_object(uri.bucket, uri.key, str(path))
 
     def put_bytes(self, uri: S3Uri, data: bytes, content_type: str = "application/octet-stream") -> None:
-        try:
-            self._client.put_object(Bucket=uri.bucket, Key=uri.key, Body=data, ContentType=content_type)
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail("write", str(uri), exc) from exc
+        with self._translated("write", str(uri)):
+            self._client.put_object(uri.bucket, uri.key, io.BytesIO(data), len(data), content_type=content_type)
 
     def get_bytes(self, uri: S3Uri) -> bytes:
-        try:
-            body = self._client.get_object(Bucket=uri.bucket, Key=uri.key)["Body"]
-            return bytes(body.read())
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in {"404", "NoSuchKey", "NotFound"}:
-                raise StoreError(f"no object at {uri}") from exc
-            raise self._fail("read", str(uri), exc) from exc
-        except BotoCoreError as exc:
-            raise self._fail("read", str(uri), exc) from exc
+        with self._translated("read", str(uri)):
+            response = self._client.get_object(uri.bucket, uri.key)
+            try:
+                return bytes(response.read())
+            finally:
+                response.close()
+                response.release_conn()
 
     def put_json(self, uri: S3Uri, payload: Any) -> None:
         self.put_bytes(uri, json.dumps(payload, indent=2, sort_keys=True).encode(), "application/json")
@@ -166,17 +163,12 @@ class ObjectStore:
         return json.loads(self.get_bytes(uri))
 
     def delete(self, uri: S3Uri) -> None:
-        try:
-            self._client.delete_object(Bucket=uri.bucket, Key=uri.key)
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail("delete", str(uri), exc) from exc
+        with self._translated("delete", str(uri)):
+            self._client.remove_object(uri.bucket, uri.key)
 
     def list(self, prefix: S3Uri) -> Iterator[S3Uri]:
         """Every object under a prefix, in key order."""
-        paginator = self._client.get_paginator("list_objects_v2")
-        try:
-            for page in paginator.paginate(Bucket=prefix.bucket, Prefix=prefix.key):
-                for item in page.get("Contents", []):
-                    yield S3Uri(prefix.bucket, item["Key"])
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail("list", str(prefix), exc) from exc
+        with self._translated("list", str(prefix)):
+            for item in self._client.list_objects(prefix.bucket, prefix=prefix.key, recursive=True):
+                if item.object_name is not None and not item.is_dir:
+                    yield S3Uri(prefix.bucket, item.object_name)

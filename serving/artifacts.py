@@ -45,7 +45,6 @@ class ModelSourceError(FraudError):
     """A model directory lacks ``MLmodel`` or one of the artifacts the predictor needs."""
 
     exit_code = 10
-    http_status = 503
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 
 from fraud.errors import PipelineError
@@ -62,11 +61,11 @@ def test_boundaries_must_be_ordered() -> None:
 
 
 def test_default_split_puts_days_18_to_31_in_the_test_block() -> None:
-    defaults = SplitBoundaries()
-    assert defaults.block_of(17 * 24) == "validation"
-    assert defaults.block_of(17 * 24 + 1) == "test"
-    assert defaults.block_of(14 * 24) == "train"
-    assert pc.equal(pa.scalar(defaults.train_end_step), 336).as_py()
+    edges = [1, 14 * 24, 14 * 24 + 1, 17 * 24, 17 * 24 + 1, 743]
+    table = pa.table({"step": pa.array(edges, pa.int32()), "isFraud": pa.array([1] * 6, pa.int8())})
+    blocks = forward_split(table, SplitBoundaries())
+    steps = {name: block["step"].to_pylist() for name, block in blocks.items()}
+    assert steps == {"train": [1, 336], "validation": [337, 408], "test": [409, 743]}
 
 
 def test_gate_promotes_the_first_model() -> None:

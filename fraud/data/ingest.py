@@ -242,11 +242,3 @@ def _upload(
 def read_manifest(uri: str, settings: Settings) -> DatasetManifest:
     """A manifest by URI (an object ending in manifest.json or latest.json)."""
     return DatasetManifest.model_validate(ObjectStore.from_settings(settings).get_json(S3Uri.parse(uri)))
-
-
-def load_table(manifest: DatasetManifest, settings: Settings, staging: Path) -> pa.Table:
-    """Read a stored dataset back (the pipeline's ingest step and `fraudctl data profile s3://…`)."""
-    staging.mkdir(parents=True, exist_ok=True)
-    target = staging / "data.parquet"
-    ObjectStore.from_settings(settings).download_file(S3Uri.parse(manifest.data_uri), target)
-    return pq.read_table(target)

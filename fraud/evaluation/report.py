@@ -15,15 +15,17 @@ Usage from the evaluate step::
 from __future__ import annotations
 
 import base64
-import html
 import io
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
+import jinja2
 import numpy as np
 import numpy.typing as npt
 from matplotlib.axes import Axes
@@ -312,10 +314,6 @@ _FIGURE_CAPTIONS: Final[dict[str, str]] = {
 }
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def _num(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if math.isfinite(value) else "–"
 
@@ -334,67 +332,80 @@ def _threshold_text(value: float) -> str:
 
 def _cell(value: object) -> str:
     if isinstance(value, bool):
-        return _e(value)
+        return str(value)
     if isinstance(value, int):
-        return _e(f"{value:,}")
+        return f"{value:,}"
     if isinstance(value, float):
-        return _e(f"{value:,.6g}")
-    return _e(value)
+        return f"{value:,.6g}"
+    return str(value)
 
 
-def _headline_rows(report: EvaluationReport) -> list[tuple[str, str]]:
-    """(row label, cell HTML) for one block; labels are fixed text, values are numbers formatted here."""
+@dataclass(frozen=True)
+class _Cell:
+    """One headline value as the template shows it: plain text, optionally bold, with an optional aside."""
+
+    text: str
+    strong: bool = False
+    after: str = ""
+    aside: str | None = None
+
+
+def _headline_rows(report: EvaluationReport) -> list[tuple[str, _Cell]]:
+    """(row label, cell) for one block; labels are fixed text, values are numbers formatted here."""
     saving = report.cost_saving / report.baseline_cost if report.baseline_cost > 0 else 0.0
     return [
-        ("Transactions", _e(f"{report.rows:,}")),
-        ("Frauds (fraud rate)", _e(f"{report.positives:,} ({report.fraud_rate:.3%})")),
+        ("Transactions", _Cell(f"{report.rows:,}")),
+        ("Frauds (fraud rate)", _Cell(f"{report.positives:,} ({report.fraud_rate:.3%})")),
         (
             "Average precision",
-            f"<b>{_num(report.average_precision)}</b> "
-            f'<span class="aside">(fraud rate {_e(_num(report.fraud_rate))} = no skill)</span>',
+            _Cell(
+                _num(report.average_precision), strong=True, aside=f"fraud rate {_num(report.fraud_rate)} = no skill"
+            ),
         ),
-        ("ROC AUC", _e(_num(report.roc_auc))),
-        ("Recall at 0.1% false-positive rate", _e(_num(report.recall_at_fpr_0_1pct))),
-        ("Recall at 1% false-positive rate", _e(_num(report.recall_at_fpr_1pct))),
-        ("Precision at the block threshold", _e(_num(report.precision_at_threshold))),
-        ("Recall at the block threshold", _e(_num(report.recall_at_threshold))),
-        ("F1 at the block threshold", _e(_num(report.f1_at_threshold))),
-        ("Share of fraud amount caught", _e(_num(report.amount_recall_at_threshold))),
-        ("Alert rate at the block threshold", _e(_pct(report.alert_rate_at_threshold))),
-        ("Review band (share of transactions)", _e(_pct(report.review_rate))),
-        (f"Precision at a {report.alert_budget:.1%} alert budget", _e(_num(report.precision_at_budget))),
-        (f"Recall at a {report.alert_budget:.1%} alert budget", _e(_num(report.recall_at_budget))),
-        ("Alert rate actually used by the budget (whole tie groups)", _e(_pct(report.alert_rate_at_budget))),
+        ("ROC AUC", _Cell(_num(report.roc_auc))),
+        ("Recall at 0.1% false-positive rate", _Cell(_num(report.recall_at_fpr_0_1pct))),
+        ("Recall at 1% false-positive rate", _Cell(_num(report.recall_at_fpr_1pct))),
+        ("Precision at the block threshold", _Cell(_num(report.precision_at_threshold))),
+        ("Recall at the block threshold", _Cell(_num(report.recall_at_threshold))),
+        ("F1 at the block threshold", _Cell(_num(report.f1_at_threshold))),
+        ("Share of fraud amount caught", _Cell(_num(report.amount_recall_at_threshold))),
+        ("Alert rate at the block threshold", _Cell(_pct(report.alert_rate_at_threshold))),
+        ("Review band (share of transactions)", _Cell(_pct(report.review_rate))),
+        (f"Precision at a {report.alert_budget:.1%} alert budget", _Cell(_num(report.precision_at_budget))),
+        (f"Recall at a {report.alert_budget:.1%} alert budget", _Cell(_num(report.recall_at_budget))),
+        ("Alert rate actually used by the budget (whole tie groups)", _Cell(_pct(report.alert_rate_at_budget))),
         (
             "Expected cost vs no model",
-            f"<b>{_e(_money(report.expected_cost))}</b> vs {_e(_money(report.baseline_cost))} "
-            f'<span class="aside">({_e(f"{saving:.1%}")} saved)</span>',
+            _Cell(
+                _money(report.expected_cost),
+                strong=True,
+                after=f" vs {_money(report.baseline_cost)}",
+                aside=f"{saving:.1%} saved",
+            ),
         ),
-        ("Missed fraud amount", _e(_money(report.missed_fraud_amount))),
+        ("Missed fraud amount", _Cell(_money(report.missed_fraud_amount))),
         (
             "False alerts × review cost",
-            _e(
+            _Cell(
                 f"{report.false_alerts:,} × {_money(report.review_cost)} = "
                 f"{_money(report.false_alerts * report.review_cost)}"
             ),
         ),
-        ("Caught fraud amount", _e(_money(report.caught_fraud_amount))),
-        ("Confusion (TP / FP / TN / FN)", _e(f"{report.tp:,} / {report.fp:,} / {report.tn:,} / {report.fn:,}")),
+        ("Caught fraud amount", _Cell(_money(report.caught_fraud_amount))),
+        ("Confusion (TP / FP / TN / FN)", _Cell(f"{report.tp:,} / {report.fp:,} / {report.tn:,} / {report.fn:,}")),
     ]
 
 
-def _headline_table(reports: Mapping[str, EvaluationReport]) -> str:
-    names = list(reports)
-    rows = {name: _headline_rows(report) for name, report in reports.items()}
-    head = "".join(f"<th>{_e(name)}</th>" for name in names)
-    body = []
-    for index, (label, _) in enumerate(rows[names[0]]):
-        cells = "".join(f"<td>{rows[name][index][1]}</td>" for name in names)
-        body.append(f"<tr><td>{_e(label)}</td>{cells}</tr>")
-    return f"<table><thead><tr><th>metric</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+def _headline(reports: Mapping[str, EvaluationReport]) -> list[dict[str, Any]]:
+    """The headline table's rows: a label and one cell per block, blocks in the order given."""
+    per_block = [_headline_rows(report) for report in reports.values()]
+    return [
+        {"label": label, "cells": [rows[index][1] for rows in per_block]}
+        for index, (label, _) in enumerate(per_block[0])
+    ]
 
 
-def _thresholds_section(thresholds: Thresholds) -> str:
+def _threshold_rows(thresholds: Thresholds) -> list[tuple[str, str]]:
     t = thresholds
     band = (
         "empty (review threshold = block threshold)"
@@ -417,19 +428,19 @@ def _thresholds_section(thresholds: Thresholds) -> str:
         rows.append(("Review band share on validation", _pct(t.review_rate_on_validation)))
     if t.recall_on_validation is not None:
         rows.append(("Recall at the block threshold on validation", _num(t.recall_on_validation)))
-    body = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in rows)
-    explain = (
-        "<p>Chosen on the validation block: the block threshold has the lowest expected cost among thresholds "
-        "that flag at most the alert budget (ties → the higher threshold); the review band below it holds about "
-        "the review share of traffic for manual review. Expected cost: a missed fraud costs its amount, a false "
-        "alert costs the review cost, a caught fraud and an allowed legitimate transaction cost nothing.</p>"
+    return rows
+
+
+@cache
+def _template() -> jinja2.Template:
+    """The report's template (``templates/model_report.html.j2``), every value HTML-escaped by autoescape."""
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("fraud.evaluation", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
     )
-    return f"{explain}<table><tbody>{body}</tbody></table>"
-
-
-def _extra_table(name: str, table: Mapping[str, object]) -> str:
-    body = "".join(f"<tr><td>{_e(k)}</td><td>{_cell(v)}</td></tr>" for k, v in table.items())
-    return f'<section id="extra-{_e(_slug(name))}"><h2>{_e(name)}</h2><table><tbody>{body}</tbody></table></section>'
+    return environment.get_template("model_report.html.j2")
 
 
 def _slug(text: str) -> str:
@@ -470,36 +481,31 @@ def write_model_report(
             feature_importance=feature_importance,
             validation_block=validation_block,
         )
-    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    note_items = "".join(f"<li>{_e(note)}</li>" for note in notes) or "<li>No caveats recorded.</li>"
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="meta">Generated {_e(generated)} · blocks: {_e(", ".join(reports))}</p>',
-        f'<section id="notes" class="notes" role="note"><h2>Notes</h2><ul>{note_items}</ul></section>',
-        f'<section id="headline-metrics"><h2>Headline metrics</h2>{_headline_table(reports)}</section>',
-        f'<section id="thresholds"><h2>Decision thresholds</h2>{_thresholds_section(thresholds)}</section>',
-    ]
-    for name, heading in FIGURES.items():
-        if name == "feature_importance" and name not in figures:
-            parts.append(
-                f'<section id="{name}"><h2>{_e(heading)}</h2><p>The model reports no feature importance.</p></section>'
-            )
-            continue
-        if name not in figures:
-            raise EvaluationError(f"figure '{name}' is missing from the figures given to the report")
-        encoded = base64.b64encode(figures[name]).decode("ascii")
-        parts.append(
-            f'<section id="{name}"><h2>{_e(heading)}</h2><figure>'
-            f'<img src="data:image/png;base64,{encoded}" alt="{_e(heading)}">'
-            f"<figcaption>{_e(_FIGURE_CAPTIONS[name])}</figcaption></figure></section>"
-        )
-    for table_name, table in (extra_tables or {}).items():
-        parts.append(_extra_table(table_name, table))
-    parts.append("</body></html>")
+    missing = [name for name in FIGURES if name not in figures and name != "feature_importance"]
+    if missing:
+        raise EvaluationError(f"figure '{missing[0]}' is missing from the figures given to the report")
+    html = _template().render(
+        title=title,
+        style=_STYLE,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        blocks=list(reports),
+        notes=list(notes),
+        headline=_headline(reports),
+        threshold_rows=_threshold_rows(thresholds),
+        figures=[
+            {
+                "name": name,
+                "heading": heading,
+                "caption": _FIGURE_CAPTIONS[name],
+                "png": base64.b64encode(figures[name]).decode("ascii") if name in figures else None,
+            }
+            for name, heading in FIGURES.items()
+        ],
+        extra_tables=[
+            {"name": name, "slug": _slug(name), "rows": [(str(k), _cell(v)) for k, v in table.items()]}
+            for name, table in (extra_tables or {}).items()
+        ],
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(parts), encoding="utf-8")
+    path.write_text(html, encoding="utf-8")
     return path

@@ -2,7 +2,8 @@
 
 `up` must refuse, with the port's name, when something else listens where a server of ours would go; SeaweedFS
 would otherwise move a busy gRPC port elsewhere without a word, and uvicorn would exit with an address error
-buried in its log. Holders are found from ``/proc/net/tcp{,6}`` and the sockets in ``/proc/<pid>/fd`` (no psutil).
+buried in its log. Holders are found with psutil (the system's socket table where this user may read it, else
+each of this user's processes' own sockets).
 """
 
 from __future__ import annotations
@@ -12,49 +13,27 @@ import errno
 import secrets
 import socket
 from collections.abc import Iterable
-from pathlib import Path
+
+import psutil
 
 from fraud.errors import StackError
 from fraud.stack.process import command_line
 
-_PROC = Path("/proc")
-_LISTEN = "0A"
 
-
-def _listening_entries() -> list[tuple[str, int, int]]:
-    """Every listening TCP socket in this network namespace as (address, port, socket inode)."""
-    entries = []
-    for table, width in (("tcp", 8), ("tcp6", 32)):
-        try:
-            lines = (_PROC / "net" / table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) < 10 or fields[3] != _LISTEN:
-                continue
-            address_hex, port_hex = fields[1].split(":")
-            entries.append((_decode_address(address_hex, width), int(port_hex, 16), int(fields[9])))
-    return entries
-
-
-def _decode_address(address_hex: str, width: int) -> str:
-    """/proc/net/tcp stores addresses as host-order 32-bit words in hex."""
-    if width == 8:
-        return socket.inet_ntop(socket.AF_INET, int(address_hex, 16).to_bytes(4, "little"))
-    words = [int(address_hex[i : i + 8], 16).to_bytes(4, "little") for i in range(0, 32, 8)]
-    return socket.inet_ntop(socket.AF_INET6, b"".join(words))
-
-
-def _socket_inodes(pid: int) -> set[int]:
-    inodes = set()
-    with contextlib.suppress(OSError):
-        for fd in (_PROC / str(pid) / "fd").iterdir():
-            with contextlib.suppress(OSError):
-                target = fd.readlink().name
-                if target.startswith("socket:["):
-                    inodes.add(int(target[8:-1]))
-    return inodes
+def _listening_entries() -> list[tuple[str, int, int | None]]:
+    """Every listening TCP socket this user can see as (address, port, pid or None when the owner is hidden)."""
+    try:
+        connections = [(c.laddr, c.status, c.pid) for c in psutil.net_connections(kind="tcp")]
+    except psutil.AccessDenied:  # macOS lists the whole table to root only: read each visible process instead
+        connections = []
+        for process in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                connections += [(c.laddr, c.status, process.pid) for c in process.connections(kind="tcp")]
+    return [
+        (str(laddr.ip), int(laddr.port), pid)
+        for laddr, status, pid in connections
+        if status == psutil.CONN_LISTEN and isinstance(laddr, tuple) and len(laddr) == 2
+    ]
 
 
 def port_is_free(port: int, host: str) -> bool:
@@ -78,15 +57,8 @@ def port_is_free(port: int, host: str) -> bool:
 
 
 def listener_pids(port: int) -> set[int]:
-    """Processes (of this user, as far as /proc lets us see) with a listening socket on the port."""
-    inodes = {inode for _, entry_port, inode in _listening_entries() if entry_port == port}
-    if not inodes:
-        return set()
-    return {
-        int(entry.name)
-        for entry in _PROC.iterdir()
-        if entry.name.isdigit() and _socket_inodes(int(entry.name)) & inodes
-    }
+    """Processes (of this user, as far as the system lets us see) with a listening socket on the port."""
+    return {pid for _, entry_port, pid in _listening_entries() if entry_port == port and pid is not None}
 
 
 def describe_holder(port: int) -> str:
@@ -101,10 +73,8 @@ def describe_holder(port: int) -> str:
 
 def listening_addresses(pids: Iterable[int]) -> list[tuple[str, int]]:
     """The (address, port) pairs the given processes listen on; lets tests prove loopback-only binding."""
-    inodes: set[int] = set()
-    for pid in pids:
-        inodes |= _socket_inodes(pid)
-    return sorted((address, port) for address, port, inode in _listening_entries() if inode in inodes)
+    wanted = set(pids)
+    return sorted({(address, port) for address, port, pid in _listening_entries() if pid in wanted})
 
 
 def pick_free_ports(count: int, host: str, *, with_grpc_offset: int | None = None, low: int = 15000) -> list[int]:

@@ -2,8 +2,9 @@
 
 `fraudctl up` returns while the servers keep running, so the only link between a later `down`/`status` and the
 process is a pid file. A bare pid is not enough: after a crash or a reboot the same number may belong to an
-unrelated program, and killing that would be a disaster. The pid file therefore records the kernel's boot id and
-the process start time from ``/proc/<pid>/stat``; a process is ours only when both still match. Everything else
+unrelated program, and killing that would be a disaster. The pid file therefore records the machine's boot time and
+the process's start time (both from psutil, so this works on Linux and macOS alike); a process is ours only when
+both still match. Everything else
 is a stale pid file, which is removed without touching the process it points at.
 
 Each server runs in its own session (``start_new_session``), so it is a process-group leader: SIGTERM to the
@@ -24,11 +25,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import psutil
+
 log = logging.getLogger(__name__)
 
-_PROC = Path("/proc")
-_BOOT_ID = _PROC / "sys/kernel/random/boot_id"
-_DEAD = {"Z", "X"}  # zombie (exited, not reaped), dead
+_DEAD = {psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD}  # exited (not reaped), dead
+_SAME_START_S = 0.01
+"""Start times (seconds since the epoch, as psutil derives them) closer than this are the same process start."""
 
 # Popen objects of the servers this Python process started: kept so their exit is reaped (no zombie that
 # still answers `kill -0`) and so Python does not warn that a subprocess is "still running" on exit.
@@ -37,40 +40,35 @@ _children: dict[int, subprocess.Popen[bytes]] = {}
 
 @dataclass(frozen=True)
 class ProcStat:
-    """The fields of ``/proc/<pid>/stat`` the ownership and group checks need."""
+    """What the ownership and group checks need to know about a process."""
 
     state: str
     pgrp: int
-    session: int
-    start_time: int  # clock ticks after boot
+    start_time: float
+    """Seconds since the epoch (psutil's ``create_time``)."""
 
 
 def read_stat(pid: int) -> ProcStat | None:
-    """The process's stat line, or None when no such process exists (or it vanished while being read)."""
+    """The process's state, group and start time, or None when no such process exists (or it vanished)."""
     try:
-        raw = (_PROC / str(pid) / "stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        process = psutil.Process(pid)
+        with process.oneshot():
+            return ProcStat(state=process.status(), pgrp=os.getpgid(pid), start_time=process.create_time())
+    except (psutil.Error, ProcessLookupError, PermissionError):
         return None
-    # The command name (field 2) may contain spaces and parentheses: split after its last ')'.
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return ProcStat(state=fields[0], pgrp=int(fields[2]), session=int(fields[3]), start_time=int(fields[19]))
 
 
 def boot_id() -> str:
     """Identifies this boot, so a pid file written before a reboot is never taken for a live process."""
-    try:
-        return _BOOT_ID.read_text().strip()
-    except OSError:
-        return "unknown"
+    return f"{psutil.boot_time():.0f}"
 
 
 def command_line(pid: int) -> str:
     """The process's command line as one string ('' when it is gone or unreadable)."""
     try:
-        raw = (_PROC / str(pid) / "cmdline").read_bytes()
-    except OSError:
+        return " ".join(psutil.Process(pid).cmdline()).strip()
+    except psutil.Error:
         return ""
-    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
 
 
 def is_alive(pid: int) -> bool:
@@ -80,24 +78,22 @@ def is_alive(pid: int) -> bool:
     tearing down, and until the last one has, its sockets stay open. So the threads decide, not the main one.
     """
     _reap(pid)
-    stat = read_stat(pid)
-    if stat is None:
-        return False
-    if stat.state not in _DEAD:
-        return True
     try:
-        threads = [entry.name for entry in (_PROC / str(pid) / "task").iterdir()]
-    except OSError:
+        process = psutil.Process(pid)
+        if process.status() not in _DEAD:
+            return True
+        threads = [thread.id for thread in process.threads()]
+    except psutil.Error:
         return False
-    return any(_thread_state(pid, tid) not in _DEAD for tid in threads)
+    return any(_thread_state(tid) not in _DEAD for tid in threads if tid != pid)
 
 
-def _thread_state(pid: int, tid: str) -> str:
+def _thread_state(tid: int) -> str:
+    """A thread's state (on Linux a thread id is addressable like a pid; elsewhere it reads as dead)."""
     try:
-        raw = (_PROC / str(pid) / "task" / tid / "stat").read_text()
-    except OSError:
-        return "X"
-    return raw[raw.rindex(")") + 2 :].split()[0]
+        return str(psutil.Process(tid).status())
+    except psutil.Error:
+        return psutil.STATUS_DEAD
 
 
 def _reap(pid: int) -> None:
@@ -110,20 +106,18 @@ def _reap(pid: int) -> None:
         del _children[pid]
 
 
-def group_members(pgid: int, *, started_at_or_after: int = 0) -> list[int]:
-    """Live processes in a process group (started no earlier than the given tick)."""
+def group_members(pgid: int, *, started_at_or_after: float = 0.0) -> list[int]:
+    """Live processes in a process group (started no earlier than the given time, seconds since the epoch)."""
     members = []
-    for entry in _PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        stat = read_stat(int(entry.name))
+    for process in psutil.process_iter():
+        stat = read_stat(process.pid)
         if (
             stat is not None
             and stat.pgrp == pgid
-            and is_alive(int(entry.name))
-            and stat.start_time >= started_at_or_after
+            and stat.start_time >= started_at_or_after - _SAME_START_S
+            and is_alive(process.pid)
         ):
-            members.append(int(entry.name))
+            members.append(process.pid)
     return members
 
 
@@ -132,7 +126,7 @@ class PidRecord:
     """What a pid file holds: enough to tell our process from a stranger that got the same pid."""
 
     pid: int
-    start_time: int
+    start_time: float
     boot_id: str
     command: tuple[str, ...]
     config: str = ""
@@ -146,7 +140,7 @@ class PidRecord:
         data = json.loads(text)
         return cls(
             pid=int(data["pid"]),
-            start_time=int(data["start_time"]),
+            start_time=float(data["start_time"]),
             boot_id=str(data["boot_id"]),
             command=tuple(str(part) for part in data["command"]),
             config=str(data.get("config", "")),
@@ -157,7 +151,7 @@ class PidRecord:
         if self.boot_id != boot_id() or not is_alive(self.pid):
             return False
         stat = read_stat(self.pid)
-        return stat is not None and stat.start_time == self.start_time
+        return stat is not None and abs(stat.start_time - self.start_time) < _SAME_START_S
 
 
 class ManagedProcess:
@@ -239,7 +233,7 @@ class ManagedProcess:
         stat = read_stat(child.pid)
         record = PidRecord(
             pid=child.pid,
-            start_time=stat.start_time if stat else 0,
+            start_time=stat.start_time if stat else 0.0,
             boot_id=boot_id(),
             command=tuple(command),
             config=config,
