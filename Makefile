@@ -47,6 +47,7 @@ test: venv $(CHECKOV) lint typecheck ## lint, type-check and run every test (sta
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: venv
 	$(BIN)/mypy fraud components pipelines serving monitoring tests benchmarks

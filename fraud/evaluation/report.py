@@ -34,7 +34,6 @@ from matplotlib.figure import Figure
 from fraud.errors import EvaluationError
 from fraud.evaluation.metrics import (
     FPR_LEVELS,
-    EvaluationReport,
     OperatingCurve,
     _pr_points,
     _roc_points,
@@ -43,6 +42,7 @@ from fraud.evaluation.metrics import (
     downsample_indices,
     operating_curve,
 )
+from fraud.evaluation.scorecard import EvaluationReport
 from fraud.evaluation.thresholds import Thresholds
 
 FIGURES: Final[dict[str, str]] = {

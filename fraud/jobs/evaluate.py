@@ -17,21 +17,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fraud.evaluation.metrics import EvaluationReport, confusion_at, evaluate_block, roc_curve_points
+from fraud.artifacts import FEATURE_PREFIX, Block, EvaluationFiles, read_block, read_tuning_summary
+from fraud.evaluation.metrics import confusion_at, roc_curve_points
 from fraud.evaluation.report import build_figures, save_figures, write_model_report
+from fraud.evaluation.scorecard import EvaluationReport, evaluate_block
 from fraud.evaluation.thresholds import Thresholds, choose_thresholds
 from fraud.features import FeatureSpec
-from fraud.jobs.preprocess import FEATURE_PREFIX, Block, read_block
 from fraud.modeling import NativeModel, load_native
 from fraud.registry import connect
 from fraud.settings import Settings
 
 log = logging.getLogger(__name__)
 
-THRESHOLDS_FILE = "thresholds.json"
-EVALUATION_FILE = "evaluation.json"
-REFERENCE_FILE = "reference.parquet"
-REPORT_FILE = "report.html"
 REFERENCE_ROWS = 5_000
 IMPORTANCE_ROWS = 20_000
 
@@ -106,17 +103,18 @@ def run(
     importance = feature_importance(model, test.features, spec.names)
     fpr, tpr, cuts = roc_curve_points(test_scores, test.labels, max_points=200)
     confusion = confusion_at(test_scores, test.labels, thresholds.block).matrix()
+    files = EvaluationFiles(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / THRESHOLDS_FILE).write_text(json.dumps(thresholds.to_dict(), indent=2))
+    files.thresholds.write_text(json.dumps(thresholds.to_dict(), indent=2))
     evaluation = {
         "feature_set": spec.feature_set,
         "notes": spec.notes,
         "reports": {name: report.to_dict() for name, report in reports.items()},
         "feature_importance": importance,
     }
-    (output_dir / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=2))
-    pq.write_table(reference_sample(valid, valid_scores, spec), output_dir / REFERENCE_FILE)
-    tuning = json.loads((model_dir / "tuning.json").read_text()) if (model_dir / "tuning.json").is_file() else {}
+    files.evaluation.write_text(json.dumps(evaluation, indent=2))
+    pq.write_table(reference_sample(valid, valid_scores, spec), files.reference)
+    tuning = read_tuning_summary(model_dir)
     scores_by_block = {"validation": valid_scores, "test": test_scores}
     labels_by_block = {"validation": valid.labels, "test": test.labels}
     amounts_by_block = {"validation": valid.amounts, "test": test.amounts}
@@ -127,9 +125,9 @@ def run(
         thresholds=thresholds,
         feature_importance=importance,
     )
-    figure_paths = save_figures(output_dir / "figures", figures)
+    figure_paths = save_figures(files.figures, figures)
     written = write_model_report(
-        output_dir / REPORT_FILE,
+        files.report,
         title=f"fraud-detector · {tuning.get('family', 'model')} · {spec.feature_set} features",
         reports=reports,
         scores_by_block=scores_by_block,

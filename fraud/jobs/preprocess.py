@@ -1,68 +1,26 @@
 """Pipeline step 2: clean, split forward in time, fit the feature spec on the training block, build features.
 
-Each block is written as one Parquet file holding the raw decision-time columns, the label and the feature
-columns (prefixed ``f_``), so later steps read features without recomputing them, and the champion gate and
-drift reference can still replay raw rows through any model's own feature function.
+Each block is written as one Parquet file (`fraud.artifacts.write_block`: raw decision-time columns, label and
+features), which the later steps read back with `fraud.artifacts.read_block`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fraud import schema
+from fraud.artifacts import write_block
 from fraud.data.adapters import get_adapter
-from fraud.features import FeatureSetName, FeatureSpec, build_features, fit_spec
+from fraud.features import FeatureSetName, fit_spec
 from fraud.registry import connect
 from fraud.settings import Settings
 from fraud.split import SplitBoundaries, forward_split, split_metrics
 
 log = logging.getLogger(__name__)
-
-FEATURE_PREFIX = "f_"
-KEPT_RAW_COLUMNS = (*schema.DECISION_TIME_FIELDS, schema.LABEL)
-
-
-@dataclass(frozen=True)
-class Block:
-    """A block read back: raw rows, feature matrix, labels and amounts (for the cost metric)."""
-
-    raw: pa.Table
-    features: np.ndarray
-    labels: np.ndarray
-    amounts: np.ndarray
-
-    @property
-    def rows(self) -> int:
-        return int(self.raw.num_rows)
-
-
-def write_block(table: pa.Table, spec: FeatureSpec, path: Path) -> None:
-    features = build_features(table, spec)
-    raw = table.select(list(KEPT_RAW_COLUMNS))
-    columns = {name: raw[name] for name in raw.column_names}
-    for index, name in enumerate(spec.names):
-        columns[FEATURE_PREFIX + name] = pa.array(features[:, index])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(columns), path, compression="zstd")
-
-
-def read_block(path: Path, spec: FeatureSpec) -> Block:
-    table = pq.read_table(path)
-    features = np.column_stack([table[FEATURE_PREFIX + n].to_numpy() for n in spec.names]).astype(np.float32)
-    raw = table.select(list(KEPT_RAW_COLUMNS))
-    return Block(
-        raw=raw,
-        features=features,
-        labels=table[schema.LABEL].to_numpy().astype(np.int8),
-        amounts=table["amount"].to_numpy(),
-    )
 
 
 def load_clean(path: Path) -> pa.Table:

@@ -18,10 +18,9 @@ import mlflow.pyfunc
 import numpy as np
 
 import fraud
+from fraud.artifacts import EvaluationFiles, read_block, read_tuning_summary
 from fraud.evaluation.metrics import average_precision
 from fraud.features import FeatureSpec
-from fraud.jobs.evaluate import EVALUATION_FILE, REFERENCE_FILE, THRESHOLDS_FILE
-from fraud.jobs.preprocess import read_block
 from fraud.pyfunc_model import (
     ARTIFACT_EVALUATION,
     ARTIFACT_NATIVE,
@@ -84,14 +83,15 @@ def run(
     run_id: str,
 ) -> Registration:
     spec = FeatureSpec.from_json(spec_path.read_text())
-    evaluation = json.loads((evaluation_dir / EVALUATION_FILE).read_text())
+    files = EvaluationFiles(evaluation_dir)
+    evaluation = json.loads(files.evaluation.read_text())
     test_report = evaluation["reports"]["test"]
     test = read_block(test_path, spec)
     test_frame = test.raw.select([c for c in test.raw.column_names if c != "isFraud"]).to_pandas()
     client = connect(settings)
     name = settings.model_name
     ensure_registered_model(client, name, "Real-time fraud model for mobile-money transactions (PaySim schema).")
-    tuning = json.loads((model_dir / "tuning.json").read_text())
+    tuning = read_tuning_summary(model_dir)
     fingerprint = client.get_run(run_id).data.tags.get("data_fingerprint", "")
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
@@ -100,9 +100,9 @@ def run(
             artifacts={
                 ARTIFACT_NATIVE: str(model_dir),
                 ARTIFACT_SPEC: str(spec_path),
-                ARTIFACT_THRESHOLDS: str(evaluation_dir / THRESHOLDS_FILE),
-                ARTIFACT_EVALUATION: str(evaluation_dir / EVALUATION_FILE),
-                ARTIFACT_REFERENCE: str(evaluation_dir / REFERENCE_FILE),
+                ARTIFACT_THRESHOLDS: str(files.thresholds),
+                ARTIFACT_EVALUATION: str(files.evaluation),
+                ARTIFACT_REFERENCE: str(files.reference),
             },
             code_paths=[str(Path(fraud.__file__).parent)],
             signature=signature_for(spec),
@@ -118,7 +118,7 @@ def run(
                 "model_family": str(tuning.get("family", "")),
                 "data_fingerprint": fingerprint,
                 "run_id": run_id,
-                "threshold_block": f"{json.loads((evaluation_dir / THRESHOLDS_FILE).read_text())['block']:.6g}",
+                "threshold_block": f"{json.loads(files.thresholds.read_text())['block']:.6g}",
                 "test_average_precision": f"{test_report['average_precision']:.6f}",
                 "test_fraud_rate": f"{test_report['fraud_rate']:.6f}",
             },

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import mlflow
 
+from fraud.artifacts import read_block, write_tuning_summary
 from fraud.features import FeatureSpec
-from fraud.jobs.preprocess import read_block
 from fraud.modeling import save_native
 from fraud.registry import connect
 from fraud.settings import Settings
@@ -54,7 +53,7 @@ def run(
         "trials_failed": result.n_failed,
         "negative_sample_rate": result.negative_sample_rate,
     }
-    (model_dir / "tuning.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_tuning_summary(model_dir, summary)
     log.info("best: %s with validation AP %.4f", result.family, result.best_value)
     if run_id:
         with mlflow.start_run(run_id=run_id):

@@ -15,12 +15,10 @@ from fraud.evaluation.metrics import (
     CONFUSION_LABELS,
     METRIC_KEY,
     NEVER,
-    EvaluationReport,
     at_alert_budget,
     average_precision,
     confusion_at,
     confusion_matrix,
-    evaluate_block,
     expected_cost,
     fpr_key,
     operating_curve,
@@ -30,6 +28,7 @@ from fraud.evaluation.metrics import (
     roc_auc,
     roc_curve_points,
 )
+from fraud.evaluation.scorecard import EvaluationReport, evaluate_block
 from fraud.evaluation.thresholds import Thresholds, choose_thresholds
 
 # Ten transactions, ranked by score. Frauds at 0.95, 0.8, 0.5 and 0.2; six legit.

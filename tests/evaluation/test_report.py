@@ -13,8 +13,8 @@ import numpy.typing as npt
 import pytest
 
 from fraud.errors import EvaluationError
-from fraud.evaluation.metrics import EvaluationReport, evaluate_block
 from fraud.evaluation.report import FIGURES, build_figures, save_figures, write_model_report
+from fraud.evaluation.scorecard import EvaluationReport, evaluate_block
 from fraud.evaluation.thresholds import Thresholds, choose_thresholds
 from fraud.features import BALANCE_ARTEFACT_NOTE
 
