@@ -181,7 +181,9 @@ class ArmLabels:
 
 @dataclass(frozen=True, eq=False)
 class LabelSample:
-    """Labels that have arrived (joined by request id and row) for rows each arm scored.
+    """Labels that arrived during the window (joined by request id and row) for rows each arm scored earlier.
+
+    Each label is given once, in the window in which it arrived: the analysis adds them up across windows.
 
     In shadow both arms scored the same rows, so the two `ArmLabels` may describe the same transactions; in
     weighted steps they describe disjoint ones. Blocked transactions rarely get a label (no chargeback can
@@ -205,7 +207,7 @@ class Window:
         shadow: True while the challenger only scores copies of the traffic.
         paired_scores: (champion, challenger) scores of the same transactions, same order; shadow only.
         paired_decisions: (champion, challenger) decision codes of the same transactions; shadow only.
-        labels: labelled rows that matured in or before this window, when a label feed exists.
+        labels: labels that arrived during this window (each given once), when a label feed exists.
     """
 
     start: float
