@@ -23,14 +23,14 @@ CONFIG = AnalysisConfig()
 
 def _run(
     simulator: TrafficSimulator,
-    phases: list[tuple[float, int]],
+    phases: list[tuple[int, int]],
     *,
     requests: int = 1000,
     load: float = 1.0,
 ) -> tuple[AnalysisState, dict[str, CheckResult], int]:
     """Feed (weight %, windows) phases (weight 0 = shadow) until a check fails; return the state, verdicts and
     the number of requests it took."""
-    state, results, now, seen = AnalysisState(), {}, 0.0, 0
+    state, results, now, seen = AnalysisState(), dict[str, CheckResult](), 0.0, 0
     for weight, windows in phases:
         for _ in range(windows):
             window = simulator.window(now, 10.0, requests, weight, shadow=weight == 0, load=load)
@@ -64,7 +64,8 @@ def test_harmless_challengers_fail_nothing_and_the_checks_speak(scenario: str) -
 def test_broken_challengers_fail_their_check_in_shadow(scenario: str, check: str) -> None:
     _, results, _ = _run(TrafficSimulator(*SCENARIOS[scenario], seed=1), [(0, 30)])
     assert check in _failed(results), results[check].reason
-    assert results[check].p_value is not None and results[check].p_value <= results[check].alpha
+    p_value = results[check].p_value
+    assert p_value is not None and p_value <= results[check].alpha
 
 
 def test_higher_scores_fail_the_score_check_in_shadow_and_in_weighted_steps() -> None:
@@ -114,7 +115,7 @@ def _arm(requests: int, rng: np.random.Generator) -> ArmSample:
 def test_a_sample_ratio_mismatch_fails_the_sample_ratio_check() -> None:
     """The challenger gets 3 % of requests where 5 % were configured (a splitter dropping its answers)."""
     rng = np.random.default_rng(8)
-    state, results = AnalysisState(), {}
+    state, results = AnalysisState(), dict[str, CheckResult]()
     for index in range(20):
         window = Window(index, index + 1.0, _arm(970, rng), _arm(30, rng), expected_challenger_share=0.05, shadow=False)
         state, results = analyse(state, window, CONFIG)
@@ -132,7 +133,7 @@ def _labels(rng: np.random.Generator, n: int, recall: float) -> ArmLabels:
 
 def _label_windows(recall_challenger: float, windows: int) -> dict[str, CheckResult]:
     rng = np.random.default_rng(9)
-    state, results = AnalysisState(), {}
+    state, results = AnalysisState(), dict[str, CheckResult]()
     for index in range(windows):
         labels = LabelSample(champion=_labels(rng, 200, 0.8), challenger=_labels(rng, 200, recall_challenger))
         window = Window(index, index + 1.0, _arm(1000, rng), _arm(1000, rng), 0.5, shadow=False, labels=labels)
