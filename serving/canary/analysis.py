@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Final
 
@@ -248,6 +248,20 @@ class AnalysisState:
             self.evidence[key] = OddsRatioEvidence()
         return self.evidence[key]
 
+    def copy(self) -> AnalysisState:
+        """An independent copy (the analysis never changes a state it was given)."""
+        return AnalysisState(
+            evidence={key: replace(value, loglik=value.loglik.copy()) for key, value in self.evidence.items()},
+            p_values=dict(self.p_values),
+            labels={
+                arm: ArmLabelTally(replace(t.recall), replace(t.precision), t.threshold)
+                for arm, t in self.labels.items()
+            },
+            windows=self.windows,
+            last_window_end=self.last_window_end,
+            last_details=copy.deepcopy(self.last_details),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "evidence": {key: value.to_dict() for key, value in sorted(self.evidence.items())},
@@ -331,7 +345,7 @@ def update(state: AnalysisState, window: Window, config: AnalysisConfig) -> Anal
             f"window start {window.start} is before the previous window's end {state.last_window_end}: "
             "windows must be fed in time order, once each"
         )
-    new = AnalysisState.from_dict(state.to_dict())
+    new = state.copy()
     champion, challenger = window.champion, window.challenger
     details: dict[str, dict[str, float | int | str | None]] = {}
 

@@ -196,7 +196,7 @@ class OddsRatioEvidence:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "loglik": [round(float(v), 9) for v in self.loglik],
+            "loglik": np.round(self.loglik, 9).tolist(),
             "challenger_events": self.challenger_events,
             "champion_events": self.champion_events,
             "challenger_exposure": self.challenger_exposure,
