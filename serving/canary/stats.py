@@ -196,7 +196,7 @@ class OddsRatioEvidence:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "loglik": np.round(self.loglik, 9).tolist(),
+            "loglik": self.loglik.tolist(),  # exact: JSON keeps a float64 through repr
             "challenger_events": self.challenger_events,
             "champion_events": self.champion_events,
             "challenger_exposure": self.challenger_exposure,
