@@ -53,6 +53,11 @@ CHECKS: Final[tuple[str, ...]] = ("errors", "latency", "blocks", "reviews", "sco
 """Every check, in the order reports show them."""
 
 
+RARE_EVENT_CHECKS: Final[frozenset[str]] = frozenset({"errors", "blocks", "reviews"})
+"""Checks on events rare enough that a pass can hide a large relative harm; their results carry the ratio the
+evidence could have detected (``details["detectable_ratio"]``)."""
+
+
 class CheckStatus(StrEnum):
     PASS = "pass"  # noqa: S105 -- a verdict, not a password
     FAIL = "fail"
@@ -297,10 +302,17 @@ def _add_split(
     )
 
 
-def _add_paired(state: AnalysisState, key: str, champion_only: int, challenger_only: int, pairs: int) -> None:
+def _add_paired(
+    state: AnalysisState, key: str, champion_only: int, challenger_only: int, pairs: int, champion_total: int
+) -> None:
     loglik = binomial_loglik(challenger_only, champion_only + challenger_only, 0.5)
     state.get(key).add(
-        loglik, challenger_events=challenger_only, champion_events=champion_only, challenger=pairs, champion=pairs
+        loglik,
+        challenger_events=challenger_only,
+        champion_events=champion_only,
+        challenger=pairs,
+        champion=pairs,
+        champion_baseline=champion_total,
     )
 
 
@@ -370,7 +382,8 @@ def update(state: AnalysisState, window: Window, config: AnalysisConfig) -> Anal
         champion_codes, challenger_codes = window.paired_decisions
         for check, code in (("blocks", DECISION_CODES["block"]), ("reviews", DECISION_CODES["review"])):
             only_c, only_h = paired_discordance(champion_codes == code, challenger_codes == code)
-            _add_paired(new, f"{check}/paired", only_c, only_h, int(champion_codes.size))
+            champion_total = int((champion_codes == code).sum())
+            _add_paired(new, f"{check}/paired", only_c, only_h, int(champion_codes.size), champion_total)
             details[check] = {"champion_only": only_c, "challenger_only": only_h, "pairs": int(champion_codes.size)}
     else:
         _add_split(new, "blocks/split", challenger.blocks, challenger.rows, champion.blocks, champion.rows)
@@ -388,7 +401,8 @@ def update(state: AnalysisState, window: Window, config: AnalysisConfig) -> Anal
         champion_scores, challenger_scores = window.paired_scores
         for q in config.score_quantiles:
             only_c, only_h = paired_tail_discordance(champion_scores, challenger_scores, q)
-            _add_paired(new, f"scores/paired/{q}", only_c, only_h, int(champion_scores.size))
+            pairs = int(champion_scores.size)
+            _add_paired(new, f"scores/paired/{q}", only_c, only_h, pairs, round(pairs * (1 - q)))
     elif challenger.scores.size and champion.scores.size:
         for q in config.score_quantiles:
             above_h, above_c, _ = split_counts(challenger.scores, champion.scores, q)
@@ -499,6 +513,17 @@ def _odds_result(
     else:
         status = CheckStatus.INCONCLUSIVE
         reason = f"{n} challenger observations ({mode}) so far, {config.min_samples} needed"
+    details = dict(state.last_details.get(name, {}))
+    if name in RARE_EVENT_CHECKS and evidence.windows:
+        # Rare events: say how large a harm this much evidence could have shown, so a pass is read for what it is.
+        detectable = evidence.detectable_ratio(alpha, tolerance, paired=mode == "paired")
+        details["detectable_ratio"] = detectable
+        if status is CheckStatus.PASS:
+            reason += (
+                f"; it would have caught about {detectable:.3g}x the champion's odds"
+                if detectable is not None
+                else "; the champion's events are still too few to have caught even a large increase"
+            )
     return CheckResult(
         name=name,
         status=status,
@@ -511,7 +536,7 @@ def _odds_result(
         tolerance=tolerance,
         sample_size=evidence.sample(),
         reason=reason,
-        details=dict(state.last_details.get(name, {})),
+        details=details,
     )
 
 

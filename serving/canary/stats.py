@@ -145,14 +145,25 @@ class OddsRatioEvidence:
     challenger_exposure: int = 0
     champion_exposure: int = 0
     windows: int = 0
+    champion_baseline: int = 0
+    """The champion's own events over the exposure: equal to `champion_events` for split evidence; for paired
+    evidence its events among all pairs (concordant ones included), the base rate a harm would multiply."""
 
     def add(
-        self, loglik: FloatArray, *, challenger_events: int, champion_events: int, challenger: int, champion: int
+        self,
+        loglik: FloatArray,
+        *,
+        challenger_events: int,
+        champion_events: int,
+        challenger: int,
+        champion: int,
+        champion_baseline: int | None = None,
     ) -> None:
         """Fold one window's evidence in."""
         self.loglik = self.loglik + loglik
         self.challenger_events += int(challenger_events)
         self.champion_events += int(champion_events)
+        self.champion_baseline += int(champion_events if champion_baseline is None else champion_baseline)
         self.challenger_exposure += int(challenger)
         self.champion_exposure += int(champion)
         self.windows += 1
@@ -188,6 +199,30 @@ class OddsRatioEvidence:
         high = math.inf if kept[-1] == GRID.size - 1 else float(GRID[kept[-1]])
         return low, high
 
+    def detectable_ratio(self, alpha: float, tolerance: float, *, paired: bool) -> float | None:
+        """The smallest odds ratio this much exposure would have caught at the champion's observed rate.
+
+        An approximation for reports, not a test: the exposure so far is treated as one window whose counts are
+        their expected values under a challenger R times worse (paired: R times the champion's events, on top
+        of the champion-only ones), and R climbs the grid until that evidence reaches 1/alpha. None: not even
+        the largest ratio on the grid would have been caught (the champion's events are too few).
+        """
+        for ratio in GRID[tolerance * (1 + 1e-9) < GRID]:
+            if paired:
+                champion_only = self.champion_events
+                challenger_only = round(champion_only + (ratio - 1.0) * self.champion_baseline)
+                loglik = binomial_loglik(challenger_only, champion_only + challenger_only, 0.5)
+            else:
+                n_h, n_c = self.challenger_exposure, self.champion_exposure
+                if n_h == 0 or n_c == 0:
+                    return None
+                rate = self.champion_baseline / n_c
+                expected_h = round(min(n_h, n_h * rate * ratio))
+                loglik = binomial_loglik(expected_h, expected_h + self.champion_baseline, n_h / (n_h + n_c))
+            if OddsRatioEvidence(loglik=loglik).log_mixture(tolerance) >= math.log(1.0 / alpha):
+                return float(ratio)
+        return None
+
     def estimate(self) -> float:
         """Maximum-likelihood odds ratio on the grid (1.0 when nothing was seen)."""
         if not np.any(self.loglik):
@@ -202,6 +237,7 @@ class OddsRatioEvidence:
             "challenger_exposure": self.challenger_exposure,
             "champion_exposure": self.champion_exposure,
             "windows": self.windows,
+            "champion_baseline": self.champion_baseline,
         }
 
     @classmethod
@@ -216,6 +252,7 @@ class OddsRatioEvidence:
             challenger_exposure=int(data["challenger_exposure"]),
             champion_exposure=int(data["champion_exposure"]),
             windows=int(data["windows"]),
+            champion_baseline=int(data.get("champion_baseline", data["champion_events"])),
         )
 
 

@@ -151,3 +151,23 @@ def test_proportion_bounds_cover_and_shrink() -> None:
     with pytest.raises(ValueError, match="successes"):
         small.add(3, 2)
     assert ProportionBounds.from_dict(large.to_dict()) == large
+
+
+def test_detectable_ratio_shrinks_with_exposure_and_needs_champion_events() -> None:
+    few = _evidence((1, 1000, 20, 19000))
+    many = _evidence(*[(1, 1000, 20, 19000)] * 10)
+    ratio_few = few.detectable_ratio(0.007, 1.19, paired=False)
+    ratio_many = many.detectable_ratio(0.007, 1.19, paired=False)
+    assert ratio_many is not None and ratio_few is not None and ratio_many < ratio_few
+    assert _evidence((0, 1000, 0, 19000)).detectable_ratio(0.007, 1.19, paired=False) is None
+    paired = OddsRatioEvidence()
+    paired.add(
+        binomial_loglik(0, 0, 0.5),
+        challenger_events=0,
+        champion_events=0,
+        challenger=9000,
+        champion=9000,
+        champion_baseline=4,
+    )
+    detectable = paired.detectable_ratio(0.007, 1.19, paired=True)
+    assert detectable is not None and 2.0 < detectable < 8.0
