@@ -35,6 +35,9 @@ TUNING_FILE: Final = "tuning.json"
 THRESHOLDS_FILE: Final = "thresholds.json"
 EVALUATION_FILE: Final = "evaluation.json"
 REFERENCE_FILE: Final = "reference.parquet"
+REFERENCE_SCORES_FILE: Final = "reference_scores.parquet"
+MONITORING_ARTIFACTS: Final = "monitoring"
+"""Folder of the version's run holding the drift reference files (`monitoring.reference` loads them)."""
 REPORT_FILE: Final = "report.html"
 FIGURES_DIR: Final = "figures"
 
@@ -104,6 +107,10 @@ class EvaluationFiles:
     @property
     def reference(self) -> Path:
         return self.root / REFERENCE_FILE
+
+    @property
+    def reference_scores(self) -> Path:
+        return self.root / REFERENCE_SCORES_FILE
 
     @property
     def report(self) -> Path:

@@ -18,7 +18,7 @@ import mlflow.pyfunc
 import numpy as np
 
 import fraud
-from fraud.artifacts import EvaluationFiles, read_block, read_tuning_summary
+from fraud.artifacts import MONITORING_ARTIFACTS, EvaluationFiles, read_block, read_tuning_summary
 from fraud.evaluation.metrics import average_precision
 from fraud.features import FeatureSpec
 from fraud.pyfunc_model import (
@@ -109,6 +109,8 @@ def run(
             input_example=test_frame.head(5),
             pip_requirements=_requirements(),
         )
+        for reference_file in (files.reference, files.reference_scores):  # the version's drift reference
+            mlflow.log_artifact(str(reference_file), MONITORING_ARTIFACTS)
         version = mlflow.register_model(
             info.model_uri,
             name,
