@@ -1,0 +1,269 @@
+"""Benchmark the drift verdicts: false alarms on healthy traffic, detection of known shifts, and Evidently beside.
+
+The world: a generated month (seed 1, `--month-rows` rows) trains an XGBoost model on the strict features with
+fixed parameters (what the pipeline's tuner would refine; the monitor only reads scores and decisions), the
+thresholds are chosen on its validation days (15-17) and the reference is built from them exactly as the
+evaluate step builds it (20k-row sample + every held-out row's score).
+
+- ``false-alarms``: one healthy month per window (seeds 1000, 1001, ... never the reference's), a random window
+  of each size from its validation days, scored and decided by the model. A window alarms when any column
+  drifts. Reported with the labels in the window (matured) and without.
+- ``detection``: the same for each generator scenario (`fraud.data.scenarios`) at several strengths, over
+  ``--seeds`` months each (seeds 2000, ...): the share of windows that alarm.
+- Evidently's default DataDriftPreset runs on the first ``--evidently-windows`` windows of each cell (it takes
+  seconds per window), against the same 20k reference sample: its "any column drifted" and "dataset drift"
+  (half the columns) verdicts are printed beside ours.
+
+Run: ``.venv/bin/python benchmarks/drift.py false-alarms --windows 200`` (about 15 min on two free cores),
+``.venv/bin/python benchmarks/drift.py detection --seeds 50``; ``--json FILE`` keeps the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from fraud.data.generator import generate  # noqa: E402
+from fraud.data.scenarios import Scenario, get_scenario  # noqa: E402
+from fraud.evaluation.thresholds import Thresholds, choose_thresholds  # noqa: E402
+from fraud.features import FeatureSpec, build_features, fit_spec  # noqa: E402
+from fraud.modeling import NativeModel, load_native, save_native  # noqa: E402
+from fraud.split import SplitBoundaries, forward_split  # noqa: E402
+from fraud.tuning import fit_model  # noqa: E402
+from monitoring import reference as reference_module  # noqa: E402
+from monitoring.drift import DriftConfig, DriftResult, detect  # noqa: E402
+from monitoring.reference import Reference  # noqa: E402
+
+XGB_PARAMS = {
+    "max_depth": 5,
+    "learning_rate": 0.1,
+    "min_child_weight": 1.0,
+    "subsample": 0.8,
+    "colsample_bytree": 0.8,
+    "reg_lambda": 1.0,
+    "scale_pos_weight": 1.0,
+    "n_estimators": 150,
+}
+SCENARIOS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("amount_shift", {"amount_factor": 1.2}),
+    ("amount_shift", {"amount_factor": 1.5}),
+    ("type_mix", {"type_shares": "TRANSFER=0.126"}),
+    ("type_mix", {}),
+    ("smurfing", {}),
+    ("fraud_rate", {"fraud_rate_multiplier": 3.0}),
+    ("fraud_rate", {"fraud_rate_multiplier": 10.0}),
+)
+
+
+@dataclass
+class World:
+    spec: FeatureSpec
+    model: NativeModel
+    thresholds: Thresholds
+    reference: Reference
+    month_rows: int
+
+    def scored_validation(self, seed: int, scenario: Scenario | None = None) -> pd.DataFrame:
+        table = generate(self.month_rows, seed=seed, scenario=scenario)
+        block = forward_split(table, SplitBoundaries())["validation"]
+        frame: pd.DataFrame = block.to_pandas()
+        frame["score"] = self.model.predict_proba(build_features(block, self.spec))
+        frame["decision"] = self.thresholds.decide(frame["score"].to_numpy())
+        return frame
+
+
+def build_world(month_rows: int, cache: Path) -> World:
+    """Train (or load from `cache`) the benchmark's model and build its reference from the validation days."""
+    blocks = forward_split(generate(month_rows, seed=1), SplitBoundaries())
+    model_dir = cache / f"model-{month_rows}"
+    if (model_dir / "spec.json").is_file():
+        model = load_native(model_dir, nthread=2)
+        spec = FeatureSpec.from_json((model_dir / "spec.json").read_text())
+    else:
+        spec = fit_spec(blocks["train"], "strict")
+        started = time.perf_counter()
+        model = fit_model(
+            "xgboost",
+            XGB_PARAMS,
+            build_features(blocks["train"], spec),
+            blocks["train"]["isFraud"].to_numpy(),
+            feature_names=spec.names,
+        )
+        print(f"trained the benchmark model in {time.perf_counter() - started:.0f} s", flush=True)
+        save_native(model, model_dir)
+        (model_dir / "spec.json").write_text(spec.to_json())
+    held_out = blocks["validation"].to_pandas()
+    scores = model.predict_proba(build_features(blocks["validation"], spec))
+    thresholds = choose_thresholds(scores, held_out["isFraud"].to_numpy(), held_out["amount"].to_numpy())
+    reference = reference_module.build("bench", held_out, scores, thresholds)
+    print(
+        f"reference: {len(reference.sample):,} sample rows, {len(reference.scores):,} held-out scores, "
+        f"block rate {np.mean(reference.scores['decision'] == 'block'):.4%}, "
+        f"review rate {np.mean(reference.scores['decision'] == 'review'):.4%}",
+        flush=True,
+    )
+    return World(spec, model, thresholds, reference, month_rows)
+
+
+def window_of(frame: pd.DataFrame, rows: int, rng: np.random.Generator) -> pd.DataFrame:
+    take = np.sort(rng.choice(len(frame), min(rows, len(frame)), replace=False))
+    chosen: pd.DataFrame = frame.iloc[take].reset_index(drop=True)
+    return chosen
+
+
+@dataclass
+class Cell:
+    """Counts of one (case, window size) cell."""
+
+    windows: int = 0
+    ours: int = 0
+    ours_no_labels: int = 0
+    evidently_windows: int = 0
+    evidently_any: int = 0
+    evidently_dataset: int = 0
+    seconds: float = 0.0
+    columns: dict[str, int] | None = None
+
+    def add(self, labelled: DriftResult, unlabelled: DriftResult, seconds: float) -> None:
+        self.windows += 1
+        self.ours += labelled.drift
+        self.ours_no_labels += unlabelled.drift
+        self.seconds += seconds
+        self.columns = self.columns or {}
+        for column in labelled.drifted:
+            self.columns[column.name] = self.columns.get(column.name, 0) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        def share(k: int, n: int) -> float | None:
+            return k / n if n else None
+
+        return {
+            "windows": self.windows,
+            "ours": share(self.ours, self.windows),
+            "ours_without_labels": share(self.ours_no_labels, self.windows),
+            "evidently_windows": self.evidently_windows,
+            "evidently_any_column": share(self.evidently_any, self.evidently_windows),
+            "evidently_dataset_drift": share(self.evidently_dataset, self.evidently_windows),
+            "ours_seconds_per_window": self.seconds / max(self.windows, 1),
+            "drifted_columns": dict(sorted((self.columns or {}).items(), key=lambda kv: -kv[1])),
+        }
+
+
+def run_cell(cell: Cell, world: World, window: pd.DataFrame, config: DriftConfig, evidently: bool) -> None:
+    started = time.perf_counter()
+    labelled = detect(window, world.reference, config)
+    seconds = time.perf_counter() - started
+    unlabelled = detect(window.drop(columns=["isFraud"]), world.reference, config)
+    cell.add(labelled, unlabelled, seconds)
+    if evidently:
+        from monitoring.evidently_report import run_report, verdict
+
+        found = verdict(run_report(world.reference.sample, window))
+        cell.evidently_windows += 1
+        cell.evidently_any += found.any_column
+        cell.evidently_dataset += found.dataset_drift
+
+
+def false_alarms(world: World, sizes: Sequence[int], windows: int, evidently_windows: int) -> dict[str, Any]:
+    cells = {size: Cell() for size in sizes}
+    config = DriftConfig()
+    started = time.perf_counter()
+    for index in range(windows):
+        month = world.scored_validation(1000 + index)
+        rng = np.random.default_rng(index)
+        for size in sizes:
+            run_cell(cells[size], world, window_of(month, size, rng), config, index < evidently_windows)
+        if (index + 1) % 10 == 0 or index + 1 == windows:
+            rates = "  ".join(f"{s:,}: {c.ours}/{c.windows}" for s, c in cells.items())
+            print(f"  {index + 1}/{windows} months ({time.perf_counter() - started:.0f} s)  alarms {rates}", flush=True)
+    return {str(size): cell.to_dict() for size, cell in cells.items()}
+
+
+def detection(
+    world: World, sizes: Sequence[int], seeds: int, evidently_windows: int, only: Sequence[str]
+) -> dict[str, Any]:
+    config = DriftConfig()
+    results: dict[str, Any] = {}
+    for name, params in SCENARIOS:
+        if only and name not in only:
+            continue
+        label = name + ("(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else "")
+        scenario = get_scenario(name, **params)
+        cells = {size: Cell() for size in sizes}
+        started = time.perf_counter()
+        for index in range(seeds):
+            month = world.scored_validation(2000 + index, scenario)
+            rng = np.random.default_rng(index)
+            for size in sizes:
+                run_cell(cells[size], world, window_of(month, size, rng), config, index < evidently_windows)
+        rates = "  ".join(f"{s:,}: {c.ours}/{c.windows}" for s, c in cells.items())
+        print(f"  {label}: {time.perf_counter() - started:.0f} s  detected {rates}", flush=True)
+        results[label] = {str(size): cell.to_dict() for size, cell in cells.items()}
+    return results
+
+
+def _print_table(title: str, results: dict[str, Any]) -> None:
+    print(f"\n{title}")
+    print(f"{'case':<44} {'rows':>8} {'n':>4} {'ours':>7} {'no lbl':>7} {'ev n':>5} {'ev any':>7} {'ev set':>7}")
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    for case, by_size in results.items():
+        for size, cell in by_size.items():
+            print(
+                f"{case:<44} {int(size):>8,} {cell['windows']:>4} {pct(cell['ours']):>7} "
+                f"{pct(cell['ours_without_labels']):>7} {cell['evidently_windows']:>5} "
+                f"{pct(cell['evidently_any_column']):>7} {pct(cell['evidently_dataset_drift']):>7}"
+            )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=("false-alarms", "detection"), help="What to measure.")
+    parser.add_argument("--month-rows", type=int, default=1_000_000, help="Rows of each generated month.")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="Window sizes (rows).")
+    parser.add_argument("--windows", type=int, default=200, help="false-alarms: healthy windows per size.")
+    parser.add_argument("--seeds", type=int, default=50, help="detection: months per scenario.")
+    parser.add_argument("--scenarios", nargs="*", default=(), help="detection: only these scenario names.")
+    parser.add_argument("--evidently-windows", type=int, default=20, help="Windows per cell also run by Evidently.")
+    parser.add_argument("--cache", type=Path, default=ROOT / ".fraud" / "bench-drift", help="Model cache directory.")
+    parser.add_argument("--json", type=Path, default=None, help="Also write the numbers to this JSON file.")
+    args = parser.parse_args(argv)
+    world = build_world(args.month_rows, args.cache)
+    if args.mode == "false-alarms":
+        sizes = args.sizes or [200, 1_000, 10_000, 100_000]
+        results = {"no drift": false_alarms(world, sizes, args.windows, args.evidently_windows)}
+        _print_table("false-alarm rate per window (healthy months, reference never reused)", results)
+    else:
+        sizes = args.sizes or [1_000, 10_000, 100_000]
+        results = detection(world, sizes, args.seeds, args.evidently_windows, args.scenarios)
+        _print_table("detection rate per window", results)
+    print(
+        "\nours = any column drifts (Holm family at alpha 0.01 + effect floors), labels matured in the window; "
+        "no lbl = the same windows without labels; ev any / ev set = Evidently 0.7.23 DataDriftPreset defaults: "
+        "any column drifted / dataset drift (half the columns), on the first 'ev n' windows only."
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(
+            json.dumps({"mode": args.mode, "month_rows": args.month_rows, "results": results}, indent=2)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
