@@ -98,6 +98,10 @@ class AnalysisConfig:
     takes about 1,000 labelled frauds per arm; labels are scarce, so a label gate mostly waits (and pauses)."""
     min_labelled_frauds: int = 30
     """Labelled frauds each arm needs before the label check can pass."""
+    shadow_operational: bool = True
+    """Judge errors and latency of shadow calls against the champion's. Turn off when the runtime's shadow calls
+    are not comparable with served requests (sent after the answer, on a busier path, with another timeout):
+    errors and latency are then judged from the first weighted step on, and not required in shadow."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 1.0:
@@ -346,6 +350,96 @@ def _update_labels(state: AnalysisState, window: Window, config: AnalysisConfig)
         tally.precision.add(int((alerted & fraud).sum()), int(alerted.sum()))
 
 
+Details = dict[str, dict[str, float | int | str | None]]
+
+
+def _update_operational(new: AnalysisState, window: Window, config: AnalysisConfig, details: Details) -> None:
+    """Errors and latency of the two arms in the window."""
+    champion, challenger = window.champion, window.challenger
+    details["errors"] = {
+        "challenger_error_rate": challenger.errors / challenger.requests if challenger.requests else None,
+        "champion_error_rate": champion.errors / champion.requests if champion.requests else None,
+    }
+    if window.shadow and not config.shadow_operational:
+        return
+    _add_split(new, "errors", challenger.errors, challenger.requests, champion.errors, champion.requests)
+    if challenger.latencies_ms.size and champion.latencies_ms.size:
+        discounted = _discounted_latencies(challenger.latencies_ms, config)
+        above_h, above_c, threshold = split_counts(discounted, champion.latencies_ms, config.latency_quantile)
+        _add_split(new, "latency", above_h, int(discounted.size), above_c, int(champion.latencies_ms.size))
+        details["latency"] = {
+            "pooled_threshold_ms": threshold,
+            "challenger_p99_ms": float(np.quantile(challenger.latencies_ms, 0.99)),
+            "champion_p99_ms": float(np.quantile(champion.latencies_ms, 0.99)),
+        }
+
+
+def _update_decisions(new: AnalysisState, window: Window, details: Details) -> None:
+    """Blocks and reviews: discordant pairs in shadow, the split between arms otherwise."""
+    champion, challenger = window.champion, window.challenger
+    if window.shadow and window.paired_decisions is not None:
+        champion_codes, challenger_codes = window.paired_decisions
+        for check, code in (("blocks", DECISION_CODES["block"]), ("reviews", DECISION_CODES["review"])):
+            only_c, only_h = paired_discordance(champion_codes == code, challenger_codes == code)
+            champion_total = int((champion_codes == code).sum())
+            _add_paired(new, f"{check}/paired", only_c, only_h, int(champion_codes.size), champion_total)
+            details[check] = {"champion_only": only_c, "challenger_only": only_h, "pairs": int(champion_codes.size)}
+        return
+    _add_split(new, "blocks/split", challenger.blocks, challenger.rows, champion.blocks, champion.rows)
+    _add_split(new, "reviews/split", challenger.reviews, challenger.rows, champion.reviews, champion.rows)
+    for check, h, c in (
+        ("blocks", challenger.blocks, champion.blocks),
+        ("reviews", challenger.reviews, champion.reviews),
+    ):
+        details[check] = {
+            "challenger_rate": h / challenger.rows if challenger.rows else None,
+            "champion_rate": c / champion.rows if champion.rows else None,
+        }
+
+
+def _update_scores(new: AnalysisState, window: Window, config: AnalysisConfig, details: Details) -> None:
+    """The upper tail of the scores: paired in shadow, the split between arms otherwise."""
+    champion, challenger = window.champion, window.challenger
+    if window.shadow and window.paired_scores is not None:
+        champion_scores, challenger_scores = window.paired_scores
+        for q in config.score_quantiles:
+            only_c, only_h = paired_tail_discordance(champion_scores, challenger_scores, q)
+            pairs = int(champion_scores.size)
+            _add_paired(new, f"scores/paired/{q}", only_c, only_h, pairs, round(pairs * (1 - q)))
+    elif challenger.scores.size and champion.scores.size:
+        n_h, n_c = int(challenger.scores.size), int(champion.scores.size)
+        for q in config.score_quantiles:
+            above_h, above_c, _ = split_counts(challenger.scores, champion.scores, q)
+            _add_split(new, f"scores/split/{q}", above_h, n_h, above_c, n_c)
+    if challenger.scores.size and champion.scores.size:
+        details["scores"] = {
+            "challenger_p99": float(np.quantile(challenger.scores, 0.99)),
+            "champion_p99": float(np.quantile(champion.scores, 0.99)),
+            "challenger_mean": float(challenger.scores.mean()),
+            "champion_mean": float(champion.scores.mean()),
+        }
+
+
+def _update_sample_ratio(new: AnalysisState, window: Window, details: Details) -> None:
+    """The challenger's share of requests against the configured weight (weighted steps only)."""
+    if window.shadow or not 0.0 < window.expected_challenger_share < 1.0:
+        return
+    champion, challenger = window.champion, window.challenger
+    total = challenger.requests + champion.requests
+    loglik = binomial_loglik(challenger.requests, total, window.expected_challenger_share)
+    new.get("sample_ratio").add(
+        loglik,
+        challenger_events=challenger.requests,
+        champion_events=champion.requests,
+        challenger=challenger.requests,
+        champion=champion.requests,
+    )
+    details["sample_ratio"] = {
+        "observed_share": challenger.requests / total if total else None,
+        "expected_share": window.expected_challenger_share,
+    }
+
+
 def update(state: AnalysisState, window: Window, config: AnalysisConfig) -> AnalysisState:
     """Fold one window into a copy of the analysis state (the given state is left as it was).
 
@@ -358,80 +452,11 @@ def update(state: AnalysisState, window: Window, config: AnalysisConfig) -> Anal
             "windows must be fed in time order, once each"
         )
     new = state.copy()
-    champion, challenger = window.champion, window.challenger
-    details: dict[str, dict[str, float | int | str | None]] = {}
-
-    _add_split(new, "errors", challenger.errors, challenger.requests, champion.errors, champion.requests)
-    details["errors"] = {
-        "challenger_error_rate": challenger.errors / challenger.requests if challenger.requests else None,
-        "champion_error_rate": champion.errors / champion.requests if champion.requests else None,
-    }
-
-    if challenger.latencies_ms.size and champion.latencies_ms.size:
-        discounted = _discounted_latencies(challenger.latencies_ms, config)
-        above_h, above_c, threshold = split_counts(discounted, champion.latencies_ms, config.latency_quantile)
-        _add_split(new, "latency", above_h, int(discounted.size), above_c, int(champion.latencies_ms.size))
-        details["latency"] = {
-            "pooled_threshold_ms": threshold,
-            "challenger_p99_ms": float(np.quantile(challenger.latencies_ms, 0.99)),
-            "champion_p99_ms": float(np.quantile(champion.latencies_ms, 0.99)),
-        }
-
-    paired = window.shadow and window.paired_decisions is not None
-    if paired and window.paired_decisions is not None:
-        champion_codes, challenger_codes = window.paired_decisions
-        for check, code in (("blocks", DECISION_CODES["block"]), ("reviews", DECISION_CODES["review"])):
-            only_c, only_h = paired_discordance(champion_codes == code, challenger_codes == code)
-            champion_total = int((champion_codes == code).sum())
-            _add_paired(new, f"{check}/paired", only_c, only_h, int(champion_codes.size), champion_total)
-            details[check] = {"champion_only": only_c, "challenger_only": only_h, "pairs": int(champion_codes.size)}
-    else:
-        _add_split(new, "blocks/split", challenger.blocks, challenger.rows, champion.blocks, champion.rows)
-        _add_split(new, "reviews/split", challenger.reviews, challenger.rows, champion.reviews, champion.rows)
-        for check, h, c in (
-            ("blocks", challenger.blocks, champion.blocks),
-            ("reviews", challenger.reviews, champion.reviews),
-        ):
-            details[check] = {
-                "challenger_rate": h / challenger.rows if challenger.rows else None,
-                "champion_rate": c / champion.rows if champion.rows else None,
-            }
-
-    if window.shadow and window.paired_scores is not None:
-        champion_scores, challenger_scores = window.paired_scores
-        for q in config.score_quantiles:
-            only_c, only_h = paired_tail_discordance(champion_scores, challenger_scores, q)
-            pairs = int(champion_scores.size)
-            _add_paired(new, f"scores/paired/{q}", only_c, only_h, pairs, round(pairs * (1 - q)))
-    elif challenger.scores.size and champion.scores.size:
-        for q in config.score_quantiles:
-            above_h, above_c, _ = split_counts(challenger.scores, champion.scores, q)
-            _add_split(
-                new, f"scores/split/{q}", above_h, int(challenger.scores.size), above_c, int(champion.scores.size)
-            )
-    if challenger.scores.size and champion.scores.size:
-        details["scores"] = {
-            "challenger_p99": float(np.quantile(challenger.scores, 0.99)),
-            "champion_p99": float(np.quantile(champion.scores, 0.99)),
-            "challenger_mean": float(challenger.scores.mean()),
-            "champion_mean": float(champion.scores.mean()),
-        }
-
-    if not window.shadow and 0.0 < window.expected_challenger_share < 1.0:
-        total = challenger.requests + champion.requests
-        loglik = binomial_loglik(challenger.requests, total, window.expected_challenger_share)
-        new.get("sample_ratio").add(
-            loglik,
-            challenger_events=challenger.requests,
-            champion_events=champion.requests,
-            challenger=challenger.requests,
-            champion=champion.requests,
-        )
-        details["sample_ratio"] = {
-            "observed_share": challenger.requests / total if total else None,
-            "expected_share": window.expected_challenger_share,
-        }
-
+    details: Details = {}
+    _update_operational(new, window, config, details)
+    _update_decisions(new, window, details)
+    _update_scores(new, window, config, details)
+    _update_sample_ratio(new, window, details)
     _update_labels(new, window, config)
     _record_p_values(new, config)
     new.windows += 1

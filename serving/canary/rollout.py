@@ -395,6 +395,8 @@ def _failed_reason(checks: dict[str, dict[str, Any]]) -> str | None:
 def _missing_checks(state: RolloutState, promoting: bool) -> list[str]:
     """Required checks that still lack data (so the step cannot complete)."""
     required = list(REQUIRED_CHECKS)
+    if state.shadow and not state.spec.analysis.shadow_operational:
+        required = [name for name in required if name not in ("errors", "latency")]
     if not state.shadow:
         required.append("sample_ratio")
     if promoting and state.spec.label_gate:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from serving.canary.analysis import AnalysisConfig
 from serving.canary.evidence import ArmLabels, ArmSample, LabelSample, Window
 from serving.canary.rollout import (
     Action,
@@ -271,3 +272,11 @@ def test_steps_below_100_promote_after_the_last_step_and_100_alone_promotes_afte
     assert [t.weight for t in short.state.history] == [0, 10, 100]
     direct = simulate_rollout(RolloutSpec("3", "4", steps=(100,), min_requests=1000, min_seconds=0.0), simulator)
     assert [t.weight for t in direct.state.history] == [0, 100]
+
+
+def test_shadow_operational_off_ignores_shadow_latency_and_judges_it_in_the_steps() -> None:
+    spec = RolloutSpec("3", "4", min_requests=2000, min_seconds=30.0, analysis=AnalysisConfig(shadow_operational=False))
+    result = simulate_rollout(spec, TrafficSimulator(*SCENARIOS["latency_up"], seed=10))
+    assert result.state.phase is Phase.ROLLED_BACK
+    assert [t.weight for t in result.state.history] == [0, 5, 0]
+    assert result.state.checks["latency"]["status"] == "fail"
