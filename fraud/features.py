@@ -12,8 +12,10 @@ Two named feature sets:
   live system authorises a transfer. On PaySim they carry the simulator's artefact (a fraud drains the origin
   exactly), so results with this set look near perfect and every report says so.
 
-Post-transaction columns (``newbalanceOrig``, ``newbalanceDest``), ``isFlaggedFraud`` and the label are never
-read: `FORBIDDEN_INPUTS` lists them and `FeatureSpec` refuses a definition that asks for one.
+The inputs of each set are the PaySim contract's (`fraud.contracts.PAYSIM.feature_sets`); the definitions below
+must read exactly those, which is checked when this module is imported. Post-transaction columns
+(``newbalanceOrig``, ``newbalanceDest``), ``isFlaggedFraud`` and the label are never read: `FORBIDDEN_INPUTS` is
+the contract's list of them and `FeatureSpec` refuses a definition that asks for one.
 
 The spec (names, order, dtypes, categories, fitted constants, version) is data: it is stored with each model
 version and read back by the predictor, never re-derived from code defaults.
@@ -30,13 +32,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fraud import schema
+from fraud.contracts import PAYSIM
+from fraud.contracts.paysim import HOURS_PER_DAY
 from fraud.errors import DataValidationError
 
 FEATURE_SPEC_VERSION = "2026.11-1"
 FeatureSetName = Literal["strict", "decision_time"]
 FEATURE_SETS: tuple[FeatureSetName, ...] = ("strict", "decision_time")
-FORBIDDEN_INPUTS = frozenset(schema.POST_TRANSACTION_FIELDS)
+FORBIDDEN_INPUTS = frozenset(PAYSIM.post_transaction_names)
+TRANSACTION_TYPES: tuple[str, ...] = PAYSIM.field("type").choices
 
 NIGHT_HOURS = (1, 7)
 """Inclusive hour range of PaySim's overnight trough (under 1% of daily volume per hour, fraud unchanged)."""
@@ -64,7 +68,7 @@ _STRICT: tuple[FeatureDef, ...] = (
     FeatureDef("hour", "hour of day (step % 24)", ("step",)),
     FeatureDef("day", "day of the month ((step - 1) // 24 + 1)", ("step",)),
     FeatureDef("night", f"1 when the hour is in the overnight trough {NIGHT_HOURS[0]}–{NIGHT_HOURS[1]} h", ("step",)),
-    *(FeatureDef(f"type_{t}", f"1 when the transaction is a {t}", ("type",)) for t in schema.TRANSACTION_TYPES),
+    *(FeatureDef(f"type_{t}", f"1 when the transaction is a {t}", ("type",)) for t in TRANSACTION_TYPES),
     FeatureDef("amount", "amount in local currency", ("amount",)),
     FeatureDef("log_amount", "log(1 + amount)", ("amount",)),
     FeatureDef(
@@ -85,6 +89,22 @@ DEFINITIONS: dict[FeatureSetName, tuple[FeatureDef, ...]] = {
     "strict": _STRICT,
     "decision_time": _STRICT + _DECISION_TIME,
 }
+
+
+def _check_against_contract() -> None:
+    """Each feature set reads exactly the fields the contract declares for it: a definition that reads another field,
+    or a contract input no definition reads, is a programming error caught at import."""
+    if set(FEATURE_SETS) != set(PAYSIM.feature_sets) or set(DEFINITIONS) != set(FEATURE_SETS):
+        raise RuntimeError(f"feature sets {FEATURE_SETS} differ from the contract's {tuple(PAYSIM.feature_sets)}")
+    for name, defs in DEFINITIONS.items():
+        read = {i for d in defs for i in d.inputs}
+        if read != set(PAYSIM.inputs_for(name)):
+            raise RuntimeError(
+                f"feature set '{name}' reads {sorted(read)}, the contract declares {sorted(PAYSIM.inputs_for(name))}"
+            )
+
+
+_check_against_contract()
 
 BALANCE_ARTEFACT_NOTE = (
     "The decision_time feature set uses pre-transaction balances. On PaySim these carry the simulator's "
@@ -153,8 +173,8 @@ def make_spec(feature_set: FeatureSetName, type_median_amount: Mapping[str, floa
     if feature_set not in DEFINITIONS:
         raise ValueError(f"unknown feature set '{feature_set}'; choose one of {', '.join(FEATURE_SETS)}")
     defs = DEFINITIONS[feature_set]
-    inputs = tuple(dict.fromkeys(i for d in defs for i in d.inputs))
-    missing = [t for t in schema.TRANSACTION_TYPES if t not in type_median_amount]
+    inputs = PAYSIM.inputs_for(feature_set)
+    missing = [t for t in TRANSACTION_TYPES if t not in type_median_amount]
     if missing:
         raise ValueError(f"type_median_amount lacks {missing}")
     return FeatureSpec(
@@ -162,8 +182,8 @@ def make_spec(feature_set: FeatureSetName, type_median_amount: Mapping[str, floa
         names=tuple(d.name for d in defs),
         dtype="float32",
         inputs=inputs,
-        categories={"type": schema.TRANSACTION_TYPES},
-        type_median_amount={t: float(type_median_amount[t]) for t in schema.TRANSACTION_TYPES},
+        categories={"type": TRANSACTION_TYPES},
+        type_median_amount={t: float(type_median_amount[t]) for t in TRANSACTION_TYPES},
         descriptions={d.name: d.description for d in defs},
     )
 
@@ -174,10 +194,10 @@ def fit_spec(train: pa.Table, feature_set: FeatureSetName) -> FeatureSpec:
     A type with no legitimate training rows falls back to the median of all legitimate amounts, so a spec can
     always be built, even from a tiny sample.
     """
-    legit = train.filter(pc.equal(train[schema.LABEL], 0))
+    legit = train.filter(pc.equal(train[PAYSIM.label], 0))
     overall = pc.approximate_median(legit["amount"]).as_py() if legit.num_rows else None
     medians: dict[str, float] = {}
-    for kind in schema.TRANSACTION_TYPES:
+    for kind in TRANSACTION_TYPES:
         amounts = legit.filter(pc.equal(legit["type"], kind))["amount"]
         value = pc.approximate_median(amounts).as_py() if len(amounts) else None
         medians[kind] = float(value or overall or 1.0)
@@ -253,9 +273,9 @@ def build_features(tx: Transactions, spec: FeatureSpec, state: StateReader | Non
             out[:, column[name]] = values
 
     step = _numeric(tx, "step")
-    hour = np.mod(step, schema.HOURS_PER_DAY)
+    hour = np.mod(step, HOURS_PER_DAY)
     put("hour", hour)
-    put("day", np.floor_divide(step - 1, schema.HOURS_PER_DAY) + 1)
+    put("day", np.floor_divide(step - 1, HOURS_PER_DAY) + 1)
     put("night", (hour >= NIGHT_HOURS[0]) & (hour <= NIGHT_HOURS[1]))
     categories = spec.categories["type"]
     try:

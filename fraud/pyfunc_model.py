@@ -18,7 +18,7 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc.model import PythonModel
 from mlflow.types.schema import ColSpec, Schema
 
-from fraud import schema
+from fraud.contracts import PAYSIM, FieldKind
 from fraud.evaluation.thresholds import Thresholds
 from fraud.features import FeatureSpec, build_features
 from fraud.modeling import NativeModel, load_native
@@ -30,21 +30,23 @@ ARTIFACT_EVALUATION = "evaluation"
 ARTIFACT_REFERENCE = "reference"
 
 OUTPUT_COLUMNS = ("fraud_probability", "decision")
-_INPUT_TYPES = {
-    "step": "long",
-    "type": "string",
-    "amount": "double",
-    "nameOrig": "string",
-    "nameDest": "string",
-    "oldbalanceOrg": "double",
-    "oldbalanceDest": "double",
+_MLFLOW_TYPES: dict[FieldKind, str] = {
+    "integer": "long",
+    "number": "double",
+    "category": "string",
+    "identifier": "string",
 }
+"""The MLflow column type of each contract kind."""
 
 
 def signature_for(spec: FeatureSpec) -> ModelSignature:
-    """Decision-time fields in; the fields the feature set does not read are optional."""
+    """The contract's decision-time fields in; those the feature set does not read are optional (a pyfunc has no
+    use for account ids, so unlike our API it does not demand them)."""
     inputs = Schema(
-        [ColSpec(_INPUT_TYPES[name], name, required=name in spec.inputs) for name in schema.DECISION_TIME_FIELDS]
+        [
+            ColSpec(_MLFLOW_TYPES[field.kind], field.name, required=field.name in spec.inputs)
+            for field in PAYSIM.decision_time_fields
+        ]
     )
     outputs = Schema([ColSpec("double", "fraud_probability"), ColSpec("string", "decision")])
     return ModelSignature(inputs=inputs, outputs=outputs)

@@ -19,34 +19,40 @@ import msgspec
 import numpy as np
 from kserve.protocol.infer_type import InferRequest
 
-from fraud import schema
+from fraud.contracts import Field, FieldKind
 from serving.validation import (
-    FIELD_KINDS,
-    MAX_NAME_LENGTH,
-    STEP_RANGE,
+    FIELDS,
     V2_DATATYPES,
     Batch,
     Contract,
-    Kind,
     RequestError,
     reasons_mode,
 )
 
-_FiniteNumber = Annotated[float, msgspec.Meta(ge=0.0)]
-"""msgspec refuses NaN and infinity in JSON (a number too large for a float is "out of range")."""
-_VALUE_TYPES: Final[dict[Kind, Any]] = {
-    "step": Annotated[int, msgspec.Meta(ge=STEP_RANGE[0], le=STEP_RANGE[1])],
-    "type": Literal[tuple(schema.TRANSACTION_TYPES)],
-    "number": _FiniteNumber,
-    "name": Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LENGTH)],
-}
+
+def _value_type(field: Field) -> Any:
+    """The msgspec type of one field's JSON value, carrying the contract's domain as constraints.
+
+    msgspec refuses NaN and infinity in JSON for a float (a number too large for a float is "out of range").
+    """
+    if field.kind == "integer":
+        low, high = field.int_range
+        return Annotated[int, msgspec.Meta(ge=low, le=high)]
+    if field.kind == "number":
+        return Annotated[float, msgspec.Meta(ge=field.low, le=field.high)]
+    if field.kind == "category":
+        return Literal[field.choices]
+    return Annotated[str, msgspec.Meta(min_length=1, max_length=field.max_length)]
+
+
+_VALUE_TYPES: Final[dict[str, Any]] = {name: _value_type(field) for name, field in FIELDS.items()}
 _Parameters = dict[str, str | int | float | bool] | None
 """Request parameters as KServe's V2 model takes them from JSON (scalars only)."""
 
 
-def _column(kind: Kind, values: list[Any]) -> Any:
+def _column(kind: FieldKind, values: list[Any]) -> Any:
     """A needed field's values as `parse_v1`/`parse_v2` give them: numpy for numbers, the list for strings."""
-    if kind == "step":
+    if kind == "integer":
         return np.array(values, dtype=np.int64)
     if kind == "number":
         return np.array(values, dtype=np.float64)
@@ -63,11 +69,11 @@ class V1Decoder:
     def __init__(self, contract: Contract) -> None:
         self.contract = contract
         fields: list[Any] = []
-        for name, kind in FIELD_KINDS.items():
+        for name in FIELDS:
             if name in contract.required:
-                fields.append((name, _VALUE_TYPES[kind]))
+                fields.append((name, _VALUE_TYPES[name]))
             else:  # optional, but checked when sent
-                fields.append((name, _VALUE_TYPES[kind] | msgspec.UnsetType, msgspec.UNSET))
+                fields.append((name, _VALUE_TYPES[name] | msgspec.UnsetType, msgspec.UNSET))
         # gc=False: a transaction holds numbers and strings only, so the collector need not track 1,000 of them
         transaction = msgspec.defstruct("Transaction", fields, gc=False)
         instances = Annotated[list[transaction], msgspec.Meta(min_length=1, max_length=contract.max_batch)]  # type: ignore[valid-type]
@@ -80,7 +86,7 @@ class V1Decoder:
             ],
         )
         self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(request)
-        self._getters = [(name, FIELD_KINDS[name], attrgetter(name)) for name in contract.needed]
+        self._getters = [(name, FIELDS[name].kind, attrgetter(name)) for name in contract.needed]
 
     def decode(self, body: bytes, request_id: str | None = None) -> Batch | None:
         try:
@@ -97,7 +103,7 @@ class V1Decoder:
         rows = len(instances)
         columns: dict[str, Any] = {}
         for name, kind, get in self._getters:
-            if kind == "step":
+            if kind == "integer":
                 columns[name] = np.fromiter(map(get, instances), dtype=np.int64, count=rows)
             elif kind == "number":
                 columns[name] = np.fromiter(map(get, instances), dtype=np.float64, count=rows)
@@ -133,15 +139,15 @@ class V2Decoder:
                 f"Input_{name}",
                 [
                     ("shape", list[int]),
-                    ("datatype", Literal[V2_DATATYPES[kind]]),
-                    ("data", list[_VALUE_TYPES[kind]]),  # type: ignore[valid-type]
+                    ("datatype", Literal[V2_DATATYPES[field.kind]]),
+                    ("data", list[_VALUE_TYPES[name]]),  # type: ignore[valid-type]
                     ("parameters", _Parameters, None),
                 ],
                 tag_field="name",
                 tag=name,
                 gc=False,
             )
-            for name, kind in FIELD_KINDS.items()
+            for name, field in FIELDS.items()
         ]
         tensor: Any = tensors[0]
         for other in tensors[1:]:
@@ -172,9 +178,9 @@ class V2Decoder:
         values = self._values(request.inputs)
         if values is None:
             return None
-        columns = {name: _column(FIELD_KINDS[name], values[name]) for name in self.contract.needed}
+        columns = {name: _column(FIELDS[name].kind, values[name]) for name in self.contract.needed}
         request_id = request.id
-        rows = len(values["step"])
+        rows = len(next(iter(values.values())))
         batch = Batch(columns=columns, rows=rows, reasons=reasons, request_id=request_id or None)
         return DecodedV2(batch, InferRequest(model_name, [], request_id=request_id, parameters=parameters))
 

@@ -8,6 +8,10 @@ values and the constants stored in the version's feature spec (e.g. the training
 wording always matches the model being served. A feature this module does not know yet is phrased from the spec's
 description and value rather than dropped, so a new feature set cannot silently lose its reasons.
 
+The words for the transaction's own fields are the PaySim contract's nouns (`fraud.contracts.PAYSIM`: "origin
+balance", "transaction type", "amount"), and the hour of a step is the contract's time convention, so a reason
+names a field the way the API's error messages and the docs do.
+
 Two features that say the same thing to an analyst (``amount`` and ``log_amount``) produce the same phrase; such
 duplicates are merged into one reason carrying their summed contribution.
 """
@@ -21,10 +25,17 @@ from typing import Any, Final
 
 import numpy as np
 
+from fraud.contracts import PAYSIM
+from fraud.contracts.paysim import hour_of_day
 from fraud.features import NIGHT_HOURS, RATIO_CAP, FeatureSpec
 
 MIN_CONTRIBUTION: Final = 1e-3
 """Log-odds below which a push is noise (0.1% on the odds), not a reason."""
+
+TIME, TYPE, AMOUNT = PAYSIM.time, "type", "amount"
+"""The raw fields the phrases read besides the balances: the time column, the category and the money."""
+TYPE_NOUN: Final = PAYSIM.field(TYPE).noun
+AMOUNT_NOUN: Final = PAYSIM.field(AMOUNT).noun
 
 
 @dataclass(frozen=True)
@@ -69,15 +80,15 @@ def _ratio(value: float) -> str:
 
 
 def _hour(row: Row) -> int | None:
-    step = row.field("step")
+    step = row.field(TIME)
     if step is not None:
-        return int(step) % 24
+        return hour_of_day(int(step))
     hour = row.features.get("hour")
     return None if hour is None else int(hour)
 
 
 def _type(row: Row) -> str:
-    kind = row.field("type")
+    kind = row.field(TYPE)
     if isinstance(kind, str):
         return kind
     for name, value in row.features.items():
@@ -87,11 +98,11 @@ def _type(row: Row) -> str:
 
 
 def _amount(row: Row, value: float | None = None) -> float:
-    amount = row.field("amount")
+    amount = row.field(AMOUNT)
     if amount is not None:
         return float(amount)
-    if "amount" in row.features:
-        return float(row.features["amount"])
+    if AMOUNT in row.features:
+        return float(row.features[AMOUNT])
     return float(value) if value is not None else math.nan
 
 
@@ -116,28 +127,30 @@ def _night(value: float, row: Row) -> str:
 
 def _type_flag(kind: str) -> Phrase:
     def phrase(value: float, row: Row) -> str:
-        return f"transaction type {kind}" if value >= 0.5 else f"not a {kind} (type {_type(row)})"
+        return f"{TYPE_NOUN} {kind}" if value >= 0.5 else f"not a {kind} (type {_type(row)})"
 
     return phrase
 
 
 def _amount_value(value: float, row: Row) -> str:
-    return f"amount {_money(_amount(row, value))}"
+    return f"{AMOUNT_NOUN} {_money(_amount(row, value))}"
 
 
 def _log_amount(value: float, row: Row) -> str:
-    return f"amount {_money(_amount(row, math.expm1(value)))}"
+    return f"{AMOUNT_NOUN} {_money(_amount(row, math.expm1(value)))}"
 
 
 def _amount_vs_type(value: float, row: Row) -> str:
-    return f"amount {_ratio(value)} the usual for {_type(row)}"
+    return f"{AMOUNT_NOUN} {_ratio(value)} the usual for {_type(row)}"
 
 
-def _balance(side: str, field: str) -> Phrase:
+def _balance(field: str) -> Phrase:
+    noun = PAYSIM.field(field).noun
+
     def phrase(value: float, row: Row) -> str:
         raw = row.field(field)
         balance = float(raw) if raw is not None else value
-        return f"{side} balance {_money(balance)} before the transaction"
+        return f"{noun} {_money(balance)} before the transaction"
 
     return phrase
 
@@ -151,7 +164,7 @@ def _dest_zero(value: float, row: Row) -> str:
 
 
 def _amount_vs_orig(value: float, row: Row) -> str:
-    return f"amount {_ratio(value)} the origin balance"
+    return f"{AMOUNT_NOUN} {_ratio(value)} the {PAYSIM.field('oldbalanceOrg').noun}"
 
 
 def _drains(value: float, row: Row) -> str:
@@ -165,8 +178,8 @@ PHRASES: Final[dict[str, Phrase]] = {
     "amount": _amount_value,
     "log_amount": _log_amount,
     "amount_vs_type_median": _amount_vs_type,
-    "oldbalanceOrg": _balance("origin", "oldbalanceOrg"),
-    "oldbalanceDest": _balance("destination", "oldbalanceDest"),
+    "oldbalanceOrg": _balance("oldbalanceOrg"),
+    "oldbalanceDest": _balance("oldbalanceDest"),
     "orig_balance_zero": _orig_zero,
     "dest_balance_zero": _dest_zero,
     "amount_vs_orig_balance": _amount_vs_orig,

@@ -5,18 +5,21 @@ score computed from a coerced value. Every check here raises `RequestError` (a K
 answers 400 and gRPC ``INVALID_ARGUMENT``) whose message names the field and the 0-based instance index, e.g.
 ``instance 3, field 'amount': must be >= 0; got -5.0``.
 
-The rules, the same for both protocols:
+The rules, the same for both protocols, are the PaySim contract's (`fraud.contracts.PAYSIM`, declared once):
 
-- ``step``: integer (JSON integer, V2 INT64/INT32), 1 … 1,000,000 (the data layer's domain);
-- ``type``: string, one of the PaySim types;
+- ``step``: integer (JSON integer, V2 INT64/INT32), within the contract's step range (1 … 1,000,000);
+- ``type``: string, one of the contract's transaction types;
 - ``amount``, ``oldbalanceOrg``, ``oldbalanceDest``: number (JSON number, V2 FP64/FP32), finite and >= 0;
 - ``nameOrig``, ``nameDest``: non-empty string of at most 256 characters;
-- ``step``, ``type``, ``amount``, ``nameOrig``, ``nameDest`` are always required; the balances are required only
-  when the served feature set reads them, and checked whenever they are sent;
+- the contract's identity fields (``step``, ``type``, ``amount``, ``nameOrig``, ``nameDest``) are always
+  required; the balances are required only when the served feature set reads them, and checked whenever sent;
 - a boolean is not a number and a numeric string is not a number; ``null`` is not a value;
 - 1 … ``max_batch`` transactions per request;
 - V1 ignores fields it does not know (clients attach their own ids); V2 refuses unknown input names, because a
   tensor the model does not declare is almost always a misspelt field.
+
+Each rule is the translation of a field's contract *kind* (integer, number, category, identifier) and domain;
+nothing here names a PaySim field.
 
 These functions are the slow path and the reference: they decode with orjson and check column-wise (one pass
 to gather each field, a set of the Python types in it, numpy for ranges), and they find and name every problem.
@@ -37,44 +40,26 @@ import orjson
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
 
-from fraud import schema
+from fraud.contracts import PAYSIM, Field, FieldKind
 
 ReasonsMode = Literal["all", "flagged", "none"]
 REASONS_MODES: Final[tuple[ReasonsMode, ...]] = ("all", "flagged", "none")
 
-ALWAYS_REQUIRED: Final[tuple[str, ...]] = ("step", "type", "amount", "nameOrig", "nameDest")
+FIELDS: Final[dict[str, Field]] = {f.name: f for f in PAYSIM.decision_time_fields}
+"""What a request may carry: the contract's decision-time fields, identity first (the order of checks)."""
+FIELD_KINDS: Final[dict[str, FieldKind]] = {name: f.kind for name, f in FIELDS.items()}
+ALWAYS_REQUIRED: Final[tuple[str, ...]] = PAYSIM.identity
 """Required whatever the feature set: the decision-time identity of a transaction."""
-STEP_RANGE: Final = (1, 1_000_000)
-"""Same domain as the data layer (`fraud.data.adapters`): hours since the start of the simulation."""
-MAX_NAME_LENGTH: Final = 256
-TRANSACTION_TYPES: Final = frozenset(schema.TRANSACTION_TYPES)
-EXAMPLE_TRANSACTION: Final[dict[str, Any]] = {
-    "step": 3,
-    "type": "TRANSFER",
-    "amount": 181_000.0,
-    "nameOrig": "C1231006815",
-    "nameDest": "C1979787155",
-    "oldbalanceOrg": 181_000.0,
-    "oldbalanceDest": 0.0,
-}
+EXAMPLE_TRANSACTION: Final[dict[str, Any]] = dict(PAYSIM.example)
 """A V1 instance with every field (docs, smoke tests, warm-up): a 03 h TRANSFER that empties its origin."""
 
-Kind = Literal["step", "type", "number", "name"]
-FIELD_KINDS: Final[dict[str, Kind]] = {
-    "step": "step",
-    "type": "type",
-    "amount": "number",
-    "nameOrig": "name",
-    "nameDest": "name",
-    "oldbalanceOrg": "number",
-    "oldbalanceDest": "number",
-}
-V2_DATATYPES: Final[dict[Kind, tuple[str, ...]]] = {
-    "step": ("INT64", "INT32"),
+V2_DATATYPES: Final[dict[FieldKind, tuple[str, ...]]] = {
+    "integer": ("INT64", "INT32"),
     "number": ("FP64", "FP32"),
-    "type": ("BYTES",),
-    "name": ("BYTES",),
+    "category": ("BYTES",),
+    "identifier": ("BYTES",),
 }
+"""The V2 datatypes a field of each kind may be sent as (the first is the one model metadata declares)."""
 _NUMPY_DTYPES: Final[dict[str, type[np.generic]]] = {
     "INT64": np.int64,
     "INT32": np.int32,
@@ -156,7 +141,7 @@ class Contract:
             raise ValueError(f"the feature spec reads fields the API does not accept: {unknown}")
         return cls(
             needed=tuple(inputs),
-            required=frozenset(ALWAYS_REQUIRED).union(inputs),
+            required=PAYSIM.required_for(tuple(inputs)),
             max_batch=max_batch,
             default_reasons=default_reasons,
         )
@@ -179,10 +164,11 @@ def _got(value: object) -> str:
 
 
 class _Column:
-    """Checks one field's values; ``label`` is "field" (V1) or "input" (V2) in messages."""
+    """Checks one field's values against its contract; ``label`` is "field" (V1) or "input" (V2) in messages."""
 
-    def __init__(self, name: str, label: str) -> None:
-        self.name = name
+    def __init__(self, field: Field, label: str) -> None:
+        self.field = field
+        self.name = field.name
         self.label = label
 
     def fail(self, problem: str, index: int | None) -> RequestError:
@@ -197,7 +183,7 @@ class _Column:
         raise AssertionError("no offending value")  # pragma: no cover - callers checked the set of types first
 
     def integers(self, values: Sequence[object] | np.ndarray) -> np.ndarray:
-        low, high = STEP_RANGE
+        low, high = self.field.int_range
         if isinstance(values, np.ndarray):
             array = values.astype(np.int64, copy=False)
         else:
@@ -233,10 +219,17 @@ class _Column:
         if not finite.all():
             i = int(np.flatnonzero(~finite)[0])
             raise self.fail(f"must be a finite number; got {array[i]!r}", i)
-        negative = np.flatnonzero(array < 0)
-        if negative.size:
-            i = int(negative[0])
-            raise self.fail(f"must be >= 0; got {float(array[i])!r}", i)
+        low, high = self.field.low, self.field.high
+        if low is not None:
+            below = np.flatnonzero(array < low)
+            if below.size:
+                i = int(below[0])
+                raise self.fail(f"must be >= {low:g}; got {float(array[i])!r}", i)
+        if high is not None:
+            above = np.flatnonzero(array > high)
+            if above.size:
+                i = int(above[0])
+                raise self.fail(f"must be <= {high:g}; got {float(array[i])!r}", i)
         return array
 
     def strings(self, values: Sequence[object]) -> Sequence[str]:
@@ -244,35 +237,39 @@ class _Column:
             raise self.first_not_of(values, (str,), "a string")
         return values  # type: ignore[return-value]
 
-    def types(self, values: Sequence[object]) -> Sequence[str]:
+    def categories(self, values: Sequence[object]) -> Sequence[str]:
         strings = self.strings(values)
-        if not set(strings) <= TRANSACTION_TYPES:
+        choices = self.field.choices
+        if not set(strings) <= set(choices):
             for i, value in enumerate(strings):
-                if value not in TRANSACTION_TYPES:
-                    expected = ", ".join(schema.TRANSACTION_TYPES)
-                    raise self.fail(f"unknown transaction type {_show(value)}; expected one of {expected}", i)
+                if value not in choices:
+                    expected = ", ".join(choices)
+                    raise self.fail(f"unknown {self.field.noun} {_show(value)}; expected one of {expected}", i)
         return strings
 
-    def names(self, values: Sequence[object]) -> Sequence[str]:
+    def identifiers(self, values: Sequence[object]) -> Sequence[str]:
         strings = self.strings(values)
+        limit = self.field.max_length
+        assert limit is not None  # an identifier field always declares one
         lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
-        bad = np.flatnonzero((lengths == 0) | (lengths > MAX_NAME_LENGTH))
+        bad = np.flatnonzero((lengths == 0) | (lengths > limit))
         if bad.size:
             i = int(bad[0])
             raise self.fail(
-                f"must be a non-empty account id of at most {MAX_NAME_LENGTH} characters; got {_show(strings[i])}", i
+                f"must be a non-empty {self.field.noun} of at most {limit} characters; got {_show(strings[i])}", i
             )
         return strings
 
-    def check(self, kind: Kind, values: Sequence[object] | np.ndarray) -> Any:
-        if kind == "step":
+    def check(self, values: Sequence[object] | np.ndarray) -> Any:
+        kind = self.field.kind
+        if kind == "integer":
             return self.integers(values)
         if kind == "number":
             return self.numbers(values)
         sequence: Sequence[object] = values.tolist() if isinstance(values, np.ndarray) else values
-        if kind == "type":
-            return self.types(sequence)
-        return self.names(sequence)
+        if kind == "category":
+            return self.categories(sequence)
+        return self.identifiers(sequence)
 
 
 # ----------------------------------------------------------------------------------------------------- shared
@@ -342,17 +339,17 @@ def parse_v1(payload: object, contract: Contract, request_id: str | None = None)
     reasons = reasons_mode(payload.get("parameters"), contract.default_reasons)
     sent = set(chain.from_iterable(instances))  # every key of every instance, in one C-level pass
     columns: dict[str, Any] = {}
-    for field, kind in FIELD_KINDS.items():
-        column = _Column(field, "field")
+    for field, declared in FIELDS.items():
+        column = _Column(declared, "field")
         if field not in contract.required:
             if field in sent:  # optional, but sent: it must still be valid
-                column.check(kind, [i[field] for i in instances if field in i])
+                column.check([i[field] for i in instances if field in i])
             continue
         try:
             values: list[object] = list(map(itemgetter(field), instances))
         except KeyError:
             values = [instance.get(field, MISSING) for instance in instances]
-        checked = column.check(kind, values)
+        checked = column.check(values)
         if field in contract.needed:
             columns[field] = checked
     return Batch(columns=columns, rows=len(instances), reasons=reasons, request_id=request_id)
@@ -375,8 +372,9 @@ def _decode_bytes(values: Sequence[object], column: _Column) -> list[object]:
     return out
 
 
-def _v2_values(tensor: InferInput, kind: Kind, column: _Column) -> tuple[Sequence[object] | np.ndarray, int]:
+def _v2_values(tensor: InferInput, column: _Column) -> tuple[Sequence[object] | np.ndarray, int]:
     """The flat values of one V2 input and its declared row count, after datatype and shape checks."""
+    kind = column.field.kind
     datatype = str(tensor.datatype).upper()
     if datatype not in V2_DATATYPES[kind]:
         allowed = " or ".join(V2_DATATYPES[kind])
@@ -439,8 +437,8 @@ def parse_v2(request: InferRequest, contract: Contract) -> Batch:
         if name in seen:
             raise RequestError("sent more than once", field=name, label="input")
         seen.add(name)
-        column = _Column(name, "input")
-        values_by_field[name], rows_by_field[name] = _v2_values(tensor, FIELD_KINDS[name], column)
+        column = _Column(FIELDS[name], "input")
+        values_by_field[name], rows_by_field[name] = _v2_values(tensor, column)
     missing = [name for name in FIELD_KINDS if name in contract.required and name not in seen]
     if missing:
         raise RequestError("required input is missing", field=missing[0], label="input")
@@ -453,7 +451,7 @@ def parse_v2(request: InferRequest, contract: Contract) -> Batch:
     reasons = reasons_mode(request.parameters, contract.default_reasons)
     columns: dict[str, Any] = {}
     for name, values in values_by_field.items():
-        checked = _Column(name, "input").check(FIELD_KINDS[name], values)
+        checked = _Column(FIELDS[name], "input").check(values)
         if name in contract.needed:
             columns[name] = checked
     request_id = request.id if isinstance(request.id, str) and request.id else None
