@@ -207,12 +207,18 @@ def _percent(count: int, total: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=500, help="simulated rollouts per scenario (default 500)")
+    parser.add_argument("--seeds", type=int, default=500, help="simulated rollouts per harmless scenario (default 500)")
+    parser.add_argument(
+        "--broken-seeds", type=int, default=200, help="simulated rollouts per broken scenario and variant (default 200)"
+    )
     parser.add_argument("--skip-naive", action="store_true", help="skip the naive and zero-tolerance comparison")
     args = parser.parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # progress line by line when piped to a file
     spec = RolloutSpec(champion_version="1", challenger_version="2")
     print(
-        f"canary analysis benchmark: {args.seeds} seeds per scenario; default settings: shadow, steps "
+        f"canary analysis benchmark: {args.seeds} seeds per harmless scenario, {args.broken_seeds} per broken one; "
+        f"default settings: shadow, steps "
         f"{','.join(map(str, spec.steps))} (100 = promotion), min_requests {spec.min_requests}, min_seconds "
         f"{spec.min_seconds:g}, alpha {spec.analysis.alpha} over {len(CHECKS)} checks; "
         f"{RATE:g} requests/s in {WINDOW_SECONDS:g} s windows"
@@ -250,13 +256,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nbroken challengers, {title}: rolled back before promotion")
         print(f"{'scenario':<20} {'detected (95 % CI)':>28} {'requests median':>16} {'p90':>8}  where / which check")
         for scenario in BROKEN:
-            outcomes = [rollout(scenario, seed, variant, max_windows) for seed in range(args.seeds)]
+            outcomes = [rollout(scenario, seed, variant, max_windows) for seed in range(args.broken_seeds)]
             detected = [o for o in outcomes if o.phase is Phase.ROLLED_BACK]
             requests = np.array([o.requests for o in detected]) if detected else np.array([np.nan])
             where = Counter(o.stopped_at for o in detected)
             which = Counter(check for o in detected for check in o.checks)
             print(
-                f"{scenario.name:<20} {_percent(len(detected), args.seeds):>28} {np.median(requests):>16.0f} "
+                f"{scenario.name:<20} {_percent(len(detected), args.broken_seeds):>28} {np.median(requests):>16.0f} "
                 f"{np.percentile(requests, 90):>8.0f}  {dict(where)} {dict(which)}"
             )
     print(f"\n{time.perf_counter() - started:.0f} s")
