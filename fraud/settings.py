@@ -169,6 +169,58 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="Seconds a stopping predictor waits for in-flight requests to finish."
     )
 
+    # --- monitoring: inference-log collector --------------------------------------------------------------
+    collector_port: int = Field(
+        default=8095, ge=1, le=55535, description="Port of the inference-log collector (CloudEvents and labels)."
+    )
+    collector_url: str | None = Field(
+        default=None,
+        description="Where payload loggers send CloudEvents; defaults to the local collector on collector_port.",
+    )
+    collector_wal_dir: Path | None = Field(
+        default=None,
+        description="Directory of the collector's write-ahead log (a PVC in a pod); default <home>/collector/wal.",
+    )
+    collector_max_event_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        description="Largest CloudEvent body the collector takes; larger ones get 413 and are counted as oversized.",
+    )
+    collector_segment_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Size at which the collector starts a new write-ahead log segment (flushed ones are deleted).",
+    )
+    collector_flush_seconds: float = Field(
+        default=5.0, gt=0, description="Most seconds a joined event waits in the write-ahead log before Parquet."
+    )
+    collector_flush_rows: int = Field(
+        default=50_000, ge=1, description="Joined events that trigger a Parquet flush before flush_seconds."
+    )
+    collector_unmatched_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a request (or response) waits for its other half before it is written as unmatched.",
+    )
+    collector_dedup_seconds: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        description="How long the collector remembers event ids, so redelivered events are dropped.",
+    )
+
+    # --- monitoring: logged traffic, labels ---------------------------------------------------------------
+    monitor_log_bucket: str = Field(
+        default="fraud-monitoring", description="Bucket holding the inference log and the labels tables."
+    )
+    monitor_label_maturity_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "A prediction's label counts as final once the prediction is this old (chargebacks take weeks: "
+            "e.g. 5184000 for 60 days); younger ones are reported as pending."
+        ),
+    )
+
     # --- derived -----------------------------------------------------------------------------------------
     @property
     def home_dir(self) -> Path:
@@ -193,6 +245,16 @@ class Settings(BaseSettings):
     def buckets(self) -> tuple[str, ...]:
         """Every bucket the platform expects to exist."""
         return (self.data_bucket, self.artifact_bucket, self.pipeline_bucket)
+
+    @property
+    def collector_endpoint(self) -> str:
+        """The collector's base URL: the configured one, else the local stack's."""
+        return (self.collector_url or f"http://{self.stack_host}:{self.collector_port}").rstrip("/")
+
+    @property
+    def collector_wal_path(self) -> Path:
+        """The collector's write-ahead log directory, absolute."""
+        return (self.collector_wal_dir or self.home_dir / "collector" / "wal").expanduser().resolve()
 
     def s3_credentials(self) -> tuple[str, str]:
         """The S3 key pair, or a `ConfigError` that says where credentials come from."""

@@ -1,0 +1,163 @@
+"""A CloudEvent in binary mode (KServe's payload logger) as the collector receives, keeps and replays it.
+
+`Envelope` is both the in-memory event and its write-ahead-log record (msgspec msgpack, array-like), so the
+bytes on disk are exactly what the flush later reads back: the ``ce-*`` attributes that matter for the log,
+the receive time, and the body untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable
+from enum import IntEnum
+from typing import Final
+
+import msgspec
+
+from monitoring.collector.payloads import UnparseableBodyError, decode_request, decode_response
+
+REQUEST_TYPE: Final = "org.kubeflow.serving.inference.request"
+RESPONSE_TYPE: Final = "org.kubeflow.serving.inference.response"
+
+
+class Kind(IntEnum):
+    REQUEST = 0
+    RESPONSE = 1
+    LABELS = 2
+    """A batch of labels posted to /v1/labels (not a CloudEvent, but logged and flushed the same way)."""
+
+
+EVENT_KINDS: Final = {REQUEST_TYPE: Kind.REQUEST, RESPONSE_TYPE: Kind.RESPONSE}
+STATUS_HEADER: Final = "ce-httpstatus"
+"""Optional extension: the HTTP status the predictor answered (KServe only logs 200s and does not send it)."""
+
+
+class Envelope(msgspec.Struct, array_like=True, gc=False):
+    """One accepted event. ``seq`` orders every record of one write-ahead log."""
+
+    seq: int
+    kind: int
+    id: str
+    received_at: float
+    """Collector's clock, seconds since the epoch."""
+    time: str | None
+    source: str | None
+    model_name: str | None
+    namespace: str | None
+    component: str | None
+    endpoint: str | None
+    status: int | None
+    body: bytes
+
+
+_ENCODER: Final = msgspec.msgpack.Encoder()
+_DECODER: Final = msgspec.msgpack.Decoder(Envelope)
+
+
+def encode(envelope: Envelope) -> bytes:
+    return _ENCODER.encode(envelope)
+
+
+def decode(payload: bytes) -> Envelope:
+    return _DECODER.decode(payload)
+
+
+class BadEventError(ValueError):
+    """An event the collector refuses; ``reason`` is the metric label, ``status`` the HTTP answer."""
+
+    def __init__(self, reason: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+
+
+_HEADERS: Final = frozenset(
+    {
+        b"ce-specversion",
+        b"ce-id",
+        b"ce-type",
+        b"ce-source",
+        b"ce-time",
+        b"ce-inferenceservicename",
+        b"ce-namespace",
+        b"ce-component",
+        b"ce-endpoint",
+        STATUS_HEADER.encode(),
+    }
+)
+_interned: dict[bytes, str] = {}
+
+
+def _text(value: bytes) -> str:
+    """Header values repeat (model, namespace, arm): keep one string per distinct value, bounded."""
+    found = _interned.get(value)
+    if found is None:
+        found = value.decode("latin-1")
+        if len(_interned) < 10_000 and len(value) <= 256:
+            _interned[value] = found
+    return found
+
+
+def from_http(headers: Iterable[tuple[bytes, bytes]], body: bytes, seq: int) -> Envelope:
+    """Check a binary-mode CloudEvent and build its envelope (``seq`` is filled in by the caller's log).
+
+    Raises:
+        BadEventError: missing or unknown attributes, or a body that is not a V1/V2 request/response.
+    """
+    found: dict[bytes, bytes] = {}
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in _HEADERS:
+            found[lowered] = value
+    if b"ce-specversion" not in found:
+        raise BadEventError("not_cloudevent", "not a binary-mode CloudEvent: no ce-specversion header")
+    event_type = found.get(b"ce-type", b"").decode("latin-1")
+    kind = EVENT_KINDS.get(event_type)
+    if kind is None:
+        known = ", ".join(sorted(EVENT_KINDS))
+        raise BadEventError("unknown_type", f"ce-type '{event_type[:100]}' is not one of {known}")
+    event_id = found.get(b"ce-id", b"").decode("latin-1").strip()
+    if not event_id:
+        raise BadEventError("missing_id", "the ce-id header is missing or empty")
+    if len(event_id) > 256:
+        raise BadEventError("missing_id", "ce-id is longer than 256 characters")
+    try:
+        if kind is Kind.REQUEST:
+            decode_request(body)
+        else:
+            decode_response(body)
+    except UnparseableBodyError as exc:
+        raise BadEventError("unparseable_body", str(exc)) from None
+    status_raw = found.get(STATUS_HEADER.encode())
+    status: int | None = None
+    if status_raw is not None:
+        try:
+            status = int(status_raw)
+        except ValueError:
+            raise BadEventError("bad_header", f"{STATUS_HEADER} must be an integer HTTP status") from None
+
+    def optional(name: bytes) -> str | None:
+        value = found.get(name)
+        return None if value is None else _text(value)
+
+    return Envelope(
+        seq=seq,
+        kind=int(kind),
+        id=event_id,
+        received_at=time.time(),
+        time=optional(b"ce-time"),
+        source=optional(b"ce-source"),
+        model_name=optional(b"ce-inferenceservicename"),
+        namespace=optional(b"ce-namespace"),
+        component=optional(b"ce-component"),
+        endpoint=optional(b"ce-endpoint"),
+        status=status,
+        body=body,
+    )
+
+
+def dedup_key(event_id: str, kind: int) -> int:
+    """64-bit key of (ce-id, ce-type): what "the same event" means for duplicate deliveries."""
+    digest = hashlib.blake2b(event_id.encode(), digest_size=8, person=b"ce-type%d" % kind).digest()
+    return int.from_bytes(digest, "little")

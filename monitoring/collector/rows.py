@@ -1,0 +1,268 @@
+"""Joined events → inference-log rows (and label posts → label rows), grouped into Parquet objects.
+
+Runs in the flush thread, so it is plain column building: each request/response pair becomes as many rows as the
+request had transactions (or the response had predictions, if that is more), with the request's fields as sent
+and the response's score, decision, reasons and version. A half without its partner still gives rows
+(``matched = False``); its other columns are null.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import pyarrow as pa
+
+from fraud.errors import DataValidationError
+from monitoring.collector.events import Envelope, Kind
+from monitoring.collector.payloads import (
+    ErrorResponse,
+    Tensor,
+    UnparseableBodyError,
+    V1Request,
+    V1Response,
+    V2Request,
+    V2Response,
+    decode_request,
+    decode_response,
+    flat,
+)
+from monitoring.inference_log import LOG_SCHEMA, TRANSACTION_COLUMNS, UNKNOWN_VERSION, partition_prefix
+from monitoring.labels import LABELS_SCHEMA, labels_prefix, parse_labels_body
+
+ARMS: Final = {"default": "champion", "canary": "challenger"}
+"""KServe's ``endpoint`` label values and the arm each one is in the rollout."""
+_INTS: Final = frozenset({"step"})
+_FLOATS: Final = frozenset({"amount", "oldbalanceOrg", "oldbalanceDest", "newbalanceOrig", "newbalanceDest"})
+_STEP_LIMIT: Final = 2**31
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and -_STEP_LIMIT < value < _STEP_LIMIT:
+        return value
+    return None
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _as_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+_COERCE: Final = {
+    name: (_as_int if name in _INTS else _as_float if name in _FLOATS else _as_str) for name in TRANSACTION_COLUMNS
+}
+
+
+@dataclass
+class Pair:
+    """A request and/or its response (same ce-id)."""
+
+    request: Envelope | None
+    response: Envelope | None
+
+    @property
+    def first(self) -> Envelope:
+        found = self.request or self.response
+        assert found is not None
+        return found
+
+
+class _Columns:
+    def __init__(self) -> None:
+        self.data: dict[str, list[Any]] = {name: [] for name in LOG_SCHEMA.names}
+
+    def __len__(self) -> int:
+        return len(self.data["request_id"])
+
+
+def _request_rows(request: V1Request | V2Request) -> tuple[str, list[dict[str, Any]] | dict[str, list[Any]], int]:
+    """(protocol, per-row values (V1) or per-column values (V2), number of rows)."""
+    if isinstance(request, V1Request):
+        rows = [{name: _COERCE[name](getattr(txn, name)) for name in TRANSACTION_COLUMNS} for txn in request.instances]
+        return "v1", rows, len(rows)
+    columns: dict[str, list[Any]] = {}
+    count = 0
+    for tensor in request.inputs:
+        if tensor.name in _COERCE and tensor.name not in columns:
+            values = flat(tensor)
+            coerce = _COERCE[tensor.name]
+            columns[tensor.name] = [coerce(v) for v in values]
+            count = max(count, len(values))
+    return "v2", columns, count
+
+
+@dataclass
+class _Answer:
+    scores: list[float | None]
+    decisions: list[str | None]
+    reasons: list[str | None]
+    versions: list[str | None]
+    status: int
+    model_name: str | None
+
+
+def _output(outputs: list[Tensor], name: str) -> list[Any]:
+    for tensor in outputs:
+        if tensor.name == name:
+            return flat(tensor)
+    return []
+
+
+def _response_rows(response: V1Response | V2Response | ErrorResponse, status: int | None) -> _Answer:
+    if isinstance(response, V1Response):
+        preds = response.predictions
+        return _Answer(
+            scores=[_as_float(p.fraud_probability) for p in preds],
+            decisions=[_as_str(p.decision) for p in preds],
+            reasons=[bytes(p.reasons).decode() for p in preds],
+            versions=[None if p.model_version is None else str(p.model_version) for p in preds],
+            status=status or 200,
+            model_name=None,
+        )
+    if isinstance(response, V2Response):
+        scores = [_as_float(v) for v in _output(response.outputs, "fraud_probability")]
+        n = len(scores)
+        version = None if response.model_version is None else str(response.model_version)
+        versions = [_as_str(v) for v in _output(response.outputs, "model_version")] or [version] * n
+        return _Answer(
+            scores=scores,
+            decisions=[_as_str(v) for v in _output(response.outputs, "decision")],
+            reasons=[_as_str(v) for v in _output(response.outputs, "reasons")],
+            versions=versions,
+            status=status or 200,
+            model_name=_as_str(response.model_name),
+        )
+    return _Answer([], [], [], [], status or 500, None)
+
+
+def _event_time(envelope: Envelope) -> float:
+    """The event's own time (ce-time) when it parses, else when the collector received it."""
+    if envelope.time:
+        try:
+            return datetime.fromisoformat(envelope.time.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    return envelope.received_at
+
+
+def _at(values: list[Any], index: int) -> Any:
+    return values[index] if index < len(values) else None
+
+
+@dataclass
+class _Sent:
+    """The request side of a pair: protocol and transaction values, by row (V1) or by column (V2)."""
+
+    protocol: str | None = None
+    per_row: list[dict[str, Any]] | None = None
+    per_column: dict[str, list[Any]] | None = None
+    rows: int = 0
+
+
+def _sent(request: Envelope | None) -> _Sent:
+    if request is None:
+        return _Sent()
+    try:
+        protocol, values, rows = _request_rows(decode_request(request.body))
+    except UnparseableBodyError:  # checked on arrival; only a log written without checks gets here
+        return _Sent()
+    if isinstance(values, list):
+        return _Sent(protocol, values, None, rows)
+    return _Sent(protocol, None, values, rows)
+
+
+def _answered(response: Envelope | None) -> _Answer:
+    if response is None:
+        return _Answer([], [], [], [], 0, None)
+    try:
+        return _response_rows(decode_response(response.body), response.status)
+    except UnparseableBodyError:
+        return _Answer([], [], [], [], response.status or 0, None)
+
+
+def _add_pair(out: dict[tuple[str, str], _Columns], pair: Pair) -> None:
+    request, response = pair.request, pair.response
+    sent = _sent(request)
+    answer = _answered(response)
+    protocol = sent.protocol
+    if protocol is None and response is not None:
+        protocol = "v1" if response.body.lstrip().startswith(b'{"predictions"') else "v2"
+    per_row, per_column, n_request = sent.per_row, sent.per_column or {}, sent.rows
+    first = pair.first
+    received_ms = int(first.received_at * 1000)
+    day = datetime.fromtimestamp(first.received_at, UTC).date()
+    latency = (
+        (_event_time(response) - _event_time(request)) * 1000.0
+        if request is not None and response is not None
+        else None
+    )
+    matched = request is not None and response is not None
+    endpoint = first.endpoint
+    arm = ARMS.get(endpoint or "", endpoint) or first.component or first.source
+    model_name = first.model_name or answer.model_name
+    rows = max(n_request, len(answer.scores), len(answer.decisions), 1)
+    for index in range(rows):
+        version = _at(answer.versions, index) or (answer.versions[0] if answer.versions else None) or UNKNOWN_VERSION
+        columns = out.get((day.isoformat(), version))
+        if columns is None:
+            columns = out[(day.isoformat(), version)] = _Columns()
+        data = columns.data
+        data["request_id"].append(first.id)
+        data["row"].append(index)
+        data["received_at"].append(received_ms)
+        data["model_name"].append(model_name)
+        data["model_version"].append(version)
+        data["arm"].append(arm)
+        data["endpoint"].append(endpoint)
+        data["protocol"].append(protocol)
+        if per_row is not None:
+            txn = per_row[index] if index < n_request else {}
+            for name in TRANSACTION_COLUMNS:
+                data[name].append(txn.get(name))
+        else:
+            for name in TRANSACTION_COLUMNS:
+                data[name].append(_at(per_column.get(name, []), index))
+        data["score"].append(_at(answer.scores, index))
+        data["decision"].append(_at(answer.decisions, index))
+        data["reasons"].append(_at(answer.reasons, index))
+        data["status"].append(answer.status if response is not None else None)
+        data["latency_ms"].append(latency)
+        data["matched"].append(matched)
+
+
+def log_tables(pairs: list[Pair]) -> dict[str, pa.Table]:
+    """Inference-log tables keyed by their partition prefix (``inference-log/day=…/model_version=…/``)."""
+    out: dict[tuple[str, str], _Columns] = {}
+    for pair in pairs:
+        _add_pair(out, pair)
+    tables: dict[str, pa.Table] = {}
+    for (day, version), columns in sorted(out.items()):
+        table = pa.table(
+            {field.name: pa.array(columns.data[field.name], field.type) for field in LOG_SCHEMA}, schema=LOG_SCHEMA
+        )
+        tables[partition_prefix(datetime.fromisoformat(day).date(), version)] = table
+    return tables
+
+
+def label_tables(posts: list[Envelope]) -> dict[str, pa.Table]:
+    """Label rows of the ``/v1/labels`` posts, keyed by the arrival day's prefix."""
+    by_day: dict[str, list[pa.Table]] = defaultdict(list)
+    for post in posts:
+        if post.kind != Kind.LABELS:
+            continue
+        received = datetime.fromtimestamp(post.received_at, UTC)
+        try:
+            table = parse_labels_body(post.body, received)
+        except DataValidationError:  # checked on arrival
+            continue
+        by_day[labels_prefix(received.date())].append(table)
+    return {prefix: pa.concat_tables(tables).cast(LABELS_SCHEMA) for prefix, tables in sorted(by_day.items())}

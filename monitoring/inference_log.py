@@ -1,0 +1,174 @@
+"""The inference log: one row per scored transaction, as Parquet in the object store, and its reader.
+
+The collector (`monitoring.collector`) writes it; drift, performance and the daily report read it through
+`read_log`. The layout is Hive-style so any Parquet tool can read it too::
+
+    s3://<monitor_log_bucket>/inference-log/day=YYYY-MM-DD/model_version=V/part-<writer>-<flush>.parquet
+
+Objects are only ever added (each flush of each collector has its own name), never rewritten, so a reader can
+never see half a file. A request whose response never arrived (or the reverse) is still a row, with
+``matched = False``; when the missing half turns up later it is written as a second unmatched row, and
+`read_log` puts the two halves back together.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from typing import Final
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fraud import schema
+from fraud.settings import Settings
+from fraud.store import ObjectStore, S3Uri
+
+LOG_PREFIX: Final = "inference-log"
+UNKNOWN_VERSION: Final = "unknown"
+"""Partition of rows whose response (which names the version) never arrived."""
+
+TRANSACTION_COLUMNS: Final[tuple[str, ...]] = (
+    *schema.DECISION_TIME_FIELDS,
+    "newbalanceOrig",
+    "newbalanceDest",
+)
+"""The transaction fields kept as sent: the decision-time ones, plus the post-transaction balances if sent."""
+
+_TRANSACTION_TYPES: Final[dict[str, pa.DataType]] = {
+    "step": pa.int32(),
+    "type": pa.string(),
+    "amount": pa.float64(),
+    "nameOrig": pa.string(),
+    "oldbalanceOrg": pa.float64(),
+    "nameDest": pa.string(),
+    "oldbalanceDest": pa.float64(),
+    "newbalanceOrig": pa.float64(),
+    "newbalanceDest": pa.float64(),
+}
+
+LOG_SCHEMA: Final = pa.schema(
+    [
+        pa.field("request_id", pa.string(), nullable=False),
+        pa.field("row", pa.int32(), nullable=False),
+        pa.field("received_at", pa.timestamp("ms", tz="UTC"), nullable=False),
+        pa.field("model_name", pa.string()),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("arm", pa.string()),
+        pa.field("endpoint", pa.string()),
+        pa.field("protocol", pa.string()),
+        *(pa.field(name, _TRANSACTION_TYPES[name]) for name in TRANSACTION_COLUMNS),
+        pa.field("score", pa.float64()),
+        pa.field("decision", pa.string()),
+        pa.field("reasons", pa.string()),
+        pa.field("status", pa.int32()),
+        pa.field("latency_ms", pa.float64()),
+        pa.field("matched", pa.bool_(), nullable=False),
+    ],
+    metadata={"table": "inference-log", "layout_version": "1"},
+)
+"""Column order and types of every inference-log file. ``latency_ms``: response minus request event time."""
+
+_REQUEST_SIDE: Final = ("model_name", "arm", "endpoint", "protocol", *TRANSACTION_COLUMNS)
+_RESPONSE_SIDE: Final = ("score", "decision", "reasons", "status")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def partition_value(value: str) -> str:
+    """A model version as a path segment (anything but letters, digits, ``._-`` becomes ``_``)."""
+    return _UNSAFE.sub("_", value) or UNKNOWN_VERSION
+
+
+def partition_prefix(day: date, version: str) -> str:
+    return f"{LOG_PREFIX}/day={day.isoformat()}/model_version={partition_value(version)}/"
+
+
+def _days(since: datetime, until: datetime) -> list[date]:
+    first, last = since.astimezone(UTC).date(), until.astimezone(UTC).date()
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError(f"'{moment.isoformat()}' has no time zone; give UTC times (e.g. 2026-01-31T00:00:00Z)")
+    return moment.astimezone(UTC)
+
+
+def log_objects(store: ObjectStore, bucket: str, since: datetime, until: datetime, version: str | None) -> list[S3Uri]:
+    """The Parquet objects of the days in [since, until], of one model version or all."""
+    objects: list[S3Uri] = []
+    for day in _days(since, until):
+        prefix = f"{LOG_PREFIX}/day={day.isoformat()}/"
+        if version is not None:
+            prefix += f"model_version={partition_value(version)}/"
+        objects.extend(uri for uri in store.list(S3Uri(bucket, prefix)) if uri.key.endswith(".parquet"))
+    return objects
+
+
+def read_tables(store: ObjectStore, objects: Iterable[S3Uri], columns: list[str] | None = None) -> list[pa.Table]:
+    """Download and parse Parquet objects, a few at a time (S3 latency, not CPU, bounds this)."""
+
+    def one(uri: S3Uri) -> pa.Table:
+        return pq.read_table(io.BytesIO(store.get_bytes(uri)), columns=columns)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(one, objects))
+
+
+def read_log(
+    settings: Settings,
+    since: datetime,
+    until: datetime,
+    version: str | None = None,
+    *,
+    store: ObjectStore | None = None,
+) -> pd.DataFrame:
+    """The logged predictions received in [since, until), one row per transaction, in `LOG_SCHEMA`'s columns.
+
+    Halves written apart (a request flushed as unmatched before its response came) are joined again here, so a
+    transaction appears once. ``version`` keeps one model version's partition only.
+    """
+    since, until = _utc(since), _utc(until)
+    store = store or ObjectStore.from_settings(settings)
+    tables = read_tables(store, log_objects(store, settings.monitor_log_bucket, since, until, version))
+    if not tables:
+        empty: pd.DataFrame = LOG_SCHEMA.empty_table().to_pandas()
+        return empty
+    table = pa.concat_tables(tables, promote_options="default")
+    received = table.column("received_at")
+    start = pa.scalar(since, type=pa.timestamp("ms", tz="UTC"))
+    end = pa.scalar(until, type=pa.timestamp("ms", tz="UTC"))
+    import pyarrow.compute as pc
+
+    table = table.filter(pc.and_(pc.greater_equal(received, start), pc.less(received, end)))
+    frame = table.select(LOG_SCHEMA.names).to_pandas()
+    return _rejoin_halves(frame)
+
+
+def _rejoin_halves(frame: pd.DataFrame) -> pd.DataFrame:
+    """Merge an unmatched request row and an unmatched response row of the same transaction into one row."""
+    unmatched = frame.loc[~frame["matched"]]
+    if unmatched.empty:
+        return frame.reset_index(drop=True)
+    is_response = unmatched["score"].notna() | unmatched["decision"].notna()
+    requests = unmatched.loc[~is_response]
+    responses = unmatched.loc[is_response]
+    keys = ["request_id", "row"]
+    both = requests.merge(responses, on=keys, suffixes=("", "_response"))
+    if both.empty:
+        return frame.reset_index(drop=True)
+    joined = both[[*keys, "received_at", *_REQUEST_SIDE]].copy()
+    for column in _RESPONSE_SIDE:
+        joined[column] = both[f"{column}_response"].to_numpy()
+    joined["model_version"] = both["model_version_response"].to_numpy()
+    joined["latency_ms"] = (both["received_at_response"] - both["received_at"]).dt.total_seconds().to_numpy() * 1000
+    joined["matched"] = True
+    index = pd.MultiIndex.from_frame(unmatched[keys])
+    pairs = pd.MultiIndex.from_frame(both[keys])
+    drop = unmatched.index[index.isin(pairs)]
+    rest = frame.drop(index=drop)
+    return pd.concat([rest, joined[frame.columns]], ignore_index=True)
