@@ -11,13 +11,15 @@ import logging
 import sys
 from pathlib import Path
 
-import uvicorn
+import uvloop
 
 from fraud.errors import FraudError
 from fraud.settings import load_settings
 from fraud.store import ObjectStore
-from monitoring.collector.app import CollectorApp
+from monitoring.collector.app import serve
 from monitoring.collector.service import Collector
+
+log = logging.getLogger("monitoring.collector")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,29 +34,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.wal_dir is not None:
             overrides["collector_wal_dir"] = args.wal_dir
         settings = load_settings(**overrides)
-        store = ObjectStore.from_settings(settings)
+        collector = Collector(settings, ObjectStore.from_settings(settings))
+        host, port = args.host or settings.stack_host, args.port or settings.collector_port
+        uvloop.run(serve(collector, host, port, settings.collector_max_event_bytes))
     except FraudError as exc:
-        logging.getLogger("monitoring.collector").error("%s", exc)
+        log.error("%s", exc)
         return 2
-    collector = Collector(settings, store)
-    app = CollectorApp(collector, settings.collector_max_event_bytes)
-    config = uvicorn.Config(
-        app,
-        host=args.host or settings.stack_host,
-        port=args.port or settings.collector_port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        backlog=2048,
-        timeout_keep_alive=30,
-        timeout_graceful_shutdown=30,
-        limit_max_requests=None,
-    )
-    server = uvicorn.Server(config)
-    server.run()
-    return 0 if server.started else 1
+    except OSError as exc:
+        log.error("cannot serve: %s", exc)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The collector's HTTP API as a raw ASGI application (no framework on the hot path).
+"""The collector's HTTP API: routes of `monitoring.collector.http` requests to the `Collector`.
 
 POST /               a binary-mode CloudEvent (also /v1/events): 200 stored|duplicate, 4xx bad, 503 resend
 POST /v1/labels      {"labels": [{"request_id", "row", "isFraud", "labeled_at"?}]} → {"accepted", "unknown"}
@@ -10,28 +10,24 @@ GET  /healthz        200 once the log is replayed and the collector takes events
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Final
+import signal
+from typing import Final
 
 import orjson
 
+from monitoring.collector.http import HttpServer, Request, Response
 from monitoring.collector.service import Answer, Collector
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-_JSON: Final = [(b"content-type", b"application/json")]
-_TEXT: Final = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
 _EVENT_PATHS: Final = frozenset({"/", "/v1/events"})
+_PROMETHEUS: Final = b"text/plain; version=0.0.4; charset=utf-8"
 
 
-class BodyTooLargeError(Exception):
-    pass
+def _answer(answer: Answer) -> Response:
+    return Response(answer.status, answer.body)
 
 
 class CollectorApp:
@@ -39,99 +35,50 @@ class CollectorApp:
         self.collector = collector
         self.max_body = max_body
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.collector.start()
-                except Exception as exc:
-                    log.exception("collector failed to start")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.collector.stop()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method, path = scope["method"], scope["path"]
+    async def __call__(self, request: Request) -> Response:  # noqa: PLR0911 (one return per route)
+        method, path = request.method, request.path
         collector = self.collector
-        if method == "POST" and (path in _EVENT_PATHS or path == "/v1/labels"):
-            try:
-                body = await self._body(scope, receive)
-            except BodyTooLargeError:
-                collector.metrics.received["unknown"].inc()
-                collector.metrics.bad["oversized"].inc()
-                await _respond(
-                    send,
-                    Answer(
-                        413, orjson.dumps({"error": f"body larger than {self.max_body} bytes", "reason": "oversized"})
-                    ),
-                    close=True,
-                )
-                return
-            if path == "/v1/labels":
-                answer = await collector.ingest_labels(body)
-            else:
-                answer = await collector.ingest(scope["headers"], body)
-        elif method == "GET" and path == "/metrics":
-            await _respond(send, Answer(200, collector.metrics.render()), headers=_TEXT)
-            return
-        elif method == "GET" and path == "/healthz":
-            answer = Answer(200, b'{"status":"ok"}')
-        elif method == "GET" and path == "/v1/status":
-            answer = Answer(200, orjson.dumps(collector.status()))
-        elif method == "POST" and path == "/v1/flush":
-            unmatched = b"unmatched=1" in scope.get("query_string", b"")
-            rows = await collector.flush(unmatched=unmatched)
-            answer = Answer(200, orjson.dumps({"rows": rows}))
-        else:
-            collector.metrics.bad["not_found"].inc()
-            answer = Answer(404, orjson.dumps({"error": f"no {method} {path}; events go to POST /"}))
-        await _respond(send, answer)
+        if method == "POST" and path in _EVENT_PATHS:
+            if request.too_large:
+                return self._oversized()
+            return _answer(await collector.ingest(request.headers, request.body))
+        if method == "POST" and path == "/v1/labels":
+            if request.too_large:
+                return self._oversized()
+            return _answer(await collector.ingest_labels(request.body))
+        if method == "GET" and path == "/metrics":
+            return Response(200, collector.metrics.render(), content_type=_PROMETHEUS)
+        if method == "GET" and path == "/healthz":
+            return Response(200, b'{"status":"ok"}')
+        if method == "GET" and path == "/v1/status":
+            return Response(200, orjson.dumps(collector.status()))
+        if method == "POST" and path == "/v1/flush":
+            rows = await collector.flush(unmatched=b"unmatched=1" in request.query)
+            return Response(200, orjson.dumps({"rows": rows}))
+        collector.metrics.bad["not_found"] += 1
+        return Response(404, orjson.dumps({"error": f"no {method} {path}; events go to POST /"}))
 
-    async def _body(self, scope: Scope, receive: Receive) -> bytes:
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    if int(value) > self.max_body:
-                        raise BodyTooLargeError
-                except ValueError:
-                    pass
-                break
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            chunk = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > self.max_body:
-                    raise BodyTooLargeError
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-async def _respond(
-    send: Send, answer: Answer, *, headers: list[tuple[bytes, bytes]] = _JSON, close: bool = False
-) -> None:
-    extra = [(b"connection", b"close")] if close else []
-    await send(
-        {
-            "type": "http.response.start",
-            "status": answer.status,
-            "headers": [*headers, (b"content-length", str(len(answer.body)).encode()), *extra],
+    def _oversized(self) -> Response:
+        self.collector.metrics.received["unknown"] += 1
+        self.collector.metrics.bad["oversized"] += 1
+        message = {
+            "error": f"body larger than {self.max_body} bytes (FRAUD_COLLECTOR_MAX_EVENT_BYTES)",
+            "reason": "oversized",
         }
-    )
-    await send({"type": "http.response.body", "body": answer.body})
+        return Response(413, orjson.dumps(message), close=True)
+
+
+async def serve(collector: Collector, host: str, port: int, max_body: int, grace: float = 30.0) -> None:
+    """Replay the log, listen, and on SIGTERM/SIGINT finish what is in flight, flush and stop."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await collector.start()
+    server = HttpServer(CollectorApp(collector, max_body), max_body)
+    await server.start(host, port)
+    log.info("collector listening on http://%s:%d/", host, port)
+    await stop.wait()
+    log.info("stopping: finishing requests in flight, flushing joined events")
+    await server.stop(grace)
+    await collector.stop()

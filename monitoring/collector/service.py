@@ -23,7 +23,7 @@ import io
 import logging
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -140,32 +140,32 @@ class Collector:
         self.journal.close()
 
     # --- ingest ----------------------------------------------------------------------------------------------
-    async def ingest(self, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> Answer:  # noqa: PLR0911 (one per outcome)
+    async def ingest(self, headers: Mapping[bytes, bytes], body: bytes) -> Answer:  # noqa: PLR0911 (one per outcome)
         """One binary-mode CloudEvent: 200 once durable (or a duplicate), 4xx when bad, 503 when not stored."""
         m = self.metrics
         try:
             envelope = events.from_http(headers, body, seq=0)
         except BadEventError as exc:
-            m.received["unknown"].inc()
-            m.bad[exc.reason].inc()
+            m.received["unknown"] += 1
+            m.bad[exc.reason] += 1
             return _error(exc.status, str(exc), reason=exc.reason)
         kind = TYPES[envelope.kind]
-        m.received[kind].inc()
+        m.received[kind] += 1
         key = events.dedup_key(envelope.id, envelope.kind)
         if key in self.keys:
-            m.duplicates[kind].inc()
+            m.duplicates[kind] += 1
             return Answer(200, DUPLICATE)
         first = self._inflight.get(key)
         if first is not None:
             try:
                 await asyncio.shield(first)
             except OSError:
-                m.unavailable.inc()
+                m.unavailable += 1
                 return _error(503, "the first delivery of this event could not be stored; send it again")
-            m.duplicates[kind].inc()
+            m.duplicates[kind] += 1
             return Answer(200, DUPLICATE)
         if self.backlog() >= MAX_BACKLOG:
-            m.unavailable.inc()
+            m.unavailable += 1
             return _error(503, "collector backlog full (object store unreachable?); send it again later")
         envelope.seq = self._take_seq()
         future = self.wal.append(envelope.seq, events.encode(envelope), envelope)
@@ -173,11 +173,11 @@ class Collector:
         try:
             await future
         except OSError as exc:
-            m.unavailable.inc()
+            m.unavailable += 1
             return _error(503, f"write-ahead log unavailable ({exc}); send the event again")
         finally:
             del self._inflight[key]
-        m.acked[kind].inc()
+        m.acked[kind] += 1
         return Answer(200, STORED)
 
     async def ingest_labels(self, body: bytes) -> Answer:
@@ -186,7 +186,7 @@ class Collector:
         try:
             table = parse_labels_body(body, datetime.fromtimestamp(now, UTC))
         except DataValidationError as exc:
-            self.metrics.bad["bad_labels"].inc()
+            self.metrics.bad["bad_labels"] += 1
             return _error(400, str(exc), field=exc.column, index=exc.row)
         envelope = Envelope(
             seq=self._take_seq(),
@@ -205,7 +205,7 @@ class Collector:
         try:
             await self.wal.append(envelope.seq, events.encode(envelope), envelope)
         except OSError as exc:
-            self.metrics.unavailable.inc()
+            self.metrics.unavailable += 1
             return _error(503, f"write-ahead log unavailable ({exc}); send the labels again")
         request_ids = table.column("request_id").to_pylist()
         unknown = sum(
@@ -213,8 +213,8 @@ class Collector:
             for request_id in request_ids
             if events.dedup_key(request_id, Kind.REQUEST) not in self.keys and request_id not in self._halves
         )
-        self.metrics.labels_received.inc(len(request_ids))
-        self.metrics.labels_unknown.inc(unknown)
+        self.metrics.labels_received += len(request_ids)
+        self.metrics.labels_unknown += unknown
         return Answer(200, orjson.dumps({"accepted": len(request_ids), "unknown": unknown}))
 
     def _take_seq(self) -> int:
@@ -224,7 +224,7 @@ class Collector:
 
     def _on_durable(self, items: list[object], segment: int) -> None:
         """A group is on disk: remember its keys, count it against its segment, join it."""
-        self.metrics.wal_groups.inc()
+        self.metrics.wal_groups += 1
         self._track_segment(segment)
         keys = self._segment_keys[segment]
         self._outstanding[segment] += len(items)
@@ -362,13 +362,13 @@ class Collector:
             self._flushing_since = None
         self._account(seqs)
         m = self.metrics
-        m.flushes.inc()
-        m.rows_written.inc(rows)
+        m.flushes += 1
+        m.rows_written += rows
         for pair in pairs:
             if pair.request is None:
-                m.unmatched["response"].inc()
+                m.unmatched["response"] += 1
             elif pair.response is None:
-                m.unmatched["request"].inc()
+                m.unmatched["request"] += 1
         m.flush_seconds.observe(time.monotonic() - started)
         self.last_flush_at = time.time()
         self.last_flush_error = None
@@ -395,7 +395,7 @@ class Collector:
                     await asyncio.to_thread(self.store.put_bytes, S3Uri(self.bucket, key), data)
                     break
                 except Exception as exc:
-                    self.metrics.flush_errors.inc()
+                    self.metrics.flush_errors += 1
                     self.last_flush_error = str(exc)
                     if final or self._stopping:
                         raise
