@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from fraud.cli import data, pipeline, serve, stack
+from fraud.cli import data, monitor, pipeline, serve, stack
 from fraud.cli.ui import configure_logging, err_console
 from fraud.errors import FraudError
 
@@ -54,6 +54,7 @@ stack.register(app)
 serve.register(app)
 app.add_typer(data.app, name="data")
 app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(monitor.app, name="monitor")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""`fraudctl up | down | status`: the local stack (SeaweedFS S3 + MLflow) on 127.0.0.1."""
+"""`fraudctl up | down | status`: the local stack (SeaweedFS S3, MLflow, inference-log collector) on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ def _print_status(status: StackStatus) -> None:
         table.add_row(service.name, state, str(service.pid or "-"), service.url)
     console.print(table)
     console.print(f"MLflow UI:   [bold]{status.mlflow_ui}[/]")
+    console.print(f"Collector:   {status.collector_url}  (CloudEvents: POST /, labels: POST /v1/labels)")
     console.print(f"S3 endpoint: {status.s3_endpoint}   state in {status.home}")
 
 
 def up() -> None:
-    """Start the local stack (S3 store + MLflow server) and wait until both are healthy; idempotent."""
+    """Start the local stack (S3 store, MLflow server, inference-log collector) and wait until all are healthy."""
     stack = LocalStack(get_settings())
     with err_console.status("starting the local stack…") as spinner:
         status = stack.up(on_event=spinner.update)

@@ -1,4 +1,5 @@
-"""`LocalStack`: the S3 store and the MLflow server on 127.0.0.1, as one thing to bring up, inspect and stop.
+"""`LocalStack`: the S3 store, the MLflow server and the inference-log collector on 127.0.0.1, as one thing to
+bring up, inspect and stop.
 
 The contract the CLI and the tests rely on:
 - `up` is idempotent: a healthy server is left alone (same pid), a dead one is restarted, a stale pid file is
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from fraud.errors import ConfigError, PortInUseError, StackError
 from fraud.settings import Settings, get_settings, reset_settings
+from fraud.stack.collector import CollectorService
 from fraud.stack.credentials import Credentials, ensure_credentials, read_credentials
 from fraud.stack.mlflow_server import MlflowServer
 from fraud.stack.ports import describe_holder, pick_free_ports, port_is_free
@@ -41,6 +43,7 @@ STACK_PORT_SETTINGS: tuple[str, ...] = (
     "seaweed_filer_port",
     "seaweed_admin_port",
     "mlflow_port",
+    "collector_port",
 )
 """Every port a local stack listens on (SeaweedFS's gRPC ports are these + 10000)."""
 
@@ -70,15 +73,20 @@ class LocalStack:
     def mlflow_url(self) -> str:
         return f"http://{self.settings.stack_host}:{self.settings.mlflow_port}"
 
-    def _services(self, credentials: Credentials | None) -> tuple[SeaweedFS, MlflowServer]:
+    @property
+    def collector_url(self) -> str:
+        return f"http://{self.settings.stack_host}:{self.settings.collector_port}"
+
+    def _services(self, credentials: Credentials | None) -> tuple[SeaweedFS, MlflowServer, CollectorService]:
         return (
             SeaweedFS(self.settings, credentials),
             MlflowServer(self.settings, credentials, s3_endpoint=self.s3_endpoint),
+            CollectorService(self.settings, credentials, s3_endpoint=self.s3_endpoint),
         )
 
     # --- up ------------------------------------------------------------------------------------------------
     def up(self, on_event: EventSink | None = None) -> StackStatus:
-        """Start whatever is not running, wait until both servers are healthy, create the buckets.
+        """Start whatever is not running, wait until every server is healthy, create the buckets.
 
         Raises:
             PortInUseError: a port is held by a process the stack did not start (nothing is started then).
@@ -92,9 +100,9 @@ class LocalStack:
                 reset_settings()
                 emit(f"generated S3 credentials in {self.settings.credentials_path} (mode 0600)")
             self._warn_about_client_settings(credentials)
-            s3, mlflow = self._services(credentials)
+            s3, mlflow, collector = self._services(credentials)
             running: dict[str, int | None] = {}
-            for service in (s3, mlflow):
+            for service in (s3, mlflow, collector):
                 if service.clear_stale():
                     emit(f"{service.title}: removed a stale pid file")
                 pid = service.process.running_pid()
@@ -103,9 +111,10 @@ class LocalStack:
                     service.stop()
                     pid = None
                 running[service.name] = pid
-            self._check_ports([service for service in (s3, mlflow) if running[service.name] is None])
+            self._check_ports([service for service in (s3, mlflow, collector) if running[service.name] is None])
             self._bring_up(s3, running[s3.name], emit)
             self._ensure_buckets(credentials, emit)
+            self._bring_up(collector, running[collector.name], emit)  # seconds; MLflow takes ~20
             self._bring_up(mlflow, running[mlflow.name], emit)
         return self.status()
 
@@ -166,7 +175,7 @@ class LocalStack:
 
     # --- down ----------------------------------------------------------------------------------------------
     def down(self) -> list[str]:
-        """Stop the servers `up` started (MLflow first); returns their names. Never signals anything else."""
+        """Stop the servers `up` started (the store last); returns their names. Never signals anything else."""
         stopped = []
         with self._lock():
             for service in reversed(self._services(None)):  # dependants first
@@ -201,7 +210,11 @@ class LocalStack:
                 )
             )
         return StackStatus(
-            services=tuple(rows), mlflow_ui=self.mlflow_url, s3_endpoint=self.s3_endpoint, home=self.settings.home_dir
+            services=tuple(rows),
+            mlflow_ui=self.mlflow_url,
+            s3_endpoint=self.s3_endpoint,
+            home=self.settings.home_dir,
+            collector_url=self.collector_url,
         )
 
     # --- helpers -------------------------------------------------------------------------------------------

@@ -41,6 +41,8 @@ class StackStatus:
     mlflow_ui: str
     s3_endpoint: str
     home: Path
+    collector_url: str = ""
+    """Where payload loggers send CloudEvents and where labels are posted (``/v1/labels``)."""
 
     @property
     def ok(self) -> bool:
@@ -62,6 +64,7 @@ class StackStatus:
             "ok": self.ok,
             "mlflow_ui": self.mlflow_ui,
             "s3_endpoint": self.s3_endpoint,
+            "collector_url": self.collector_url,
             "home": str(self.home),
             "services": [service.as_dict() for service in self.services],
         }

@@ -74,7 +74,7 @@ def all_ports(settings: Settings) -> set[int]:
         settings.seaweed_filer_port,
         settings.seaweed_admin_port,
     }
-    return http | {port + GRPC_OFFSET for port in http} | {settings.mlflow_port}
+    return http | {port + GRPC_OFFSET for port in http} | {settings.mlflow_port, settings.collector_port}
 
 
 def stack_pids(local: LocalStack) -> set[int]:
@@ -269,7 +269,7 @@ def test_down_stops_everything_even_orphaned_workers_and_is_idempotent(lifecycle
     os.kill(mlflow_leader, signal.SIGKILL)
     wait_gone(mlflow_leader)
 
-    assert sorted(lifecycle.down()) == ["mlflow", "seaweedfs"]
+    assert sorted(lifecycle.down()) == ["collector", "mlflow", "seaweedfs"]
     for pid in pids:
         wait_gone(pid, timeout=1.0)
     assert [port for port in sorted(all_ports(settings)) if not port_is_free(port, HOST)] == []
