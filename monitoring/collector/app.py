@@ -53,7 +53,7 @@ class CollectorApp:
         if method == "GET" and path == "/v1/status":
             return Response(200, orjson.dumps(collector.status()))
         if method == "POST" and path == "/v1/flush":
-            rows = await collector.flush(unmatched=b"unmatched=1" in request.query)
+            rows = await collector.flush(all_halves=b"unmatched=1" in request.query)
             return Response(200, orjson.dumps({"rows": rows}))
         collector.metrics.bad["not_found"] += 1
         return Response(404, orjson.dumps({"error": f"no {method} {path}; events go to POST /"}))

@@ -23,7 +23,7 @@ import io
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +33,7 @@ import numpy as np
 import orjson
 import pyarrow.parquet as pq
 
-from fraud.errors import DataValidationError
+from fraud.errors import DataValidationError, FraudError
 from fraud.settings import Settings
 from fraud.store import ObjectStore, S3Uri
 from monitoring.collector import events
@@ -53,6 +53,10 @@ _JOURNAL_COMPACT_BYTES: Final = 16 * 1024 * 1024
 _RETRY_MAX: Final = 30.0
 STORED: Final = b'{"status":"stored"}'
 DUPLICATE: Final = b'{"status":"duplicate"}'
+
+
+class FlushNotStartedError(Exception):
+    """A flush failed before its intent was recorded, so its events can go into another flush."""
 
 
 @dataclass(frozen=True)
@@ -310,11 +314,14 @@ class Collector:
                 log.exception("flush failed; the events stay in the write-ahead log and are retried")
                 await asyncio.sleep(1.0)
 
-    async def flush(self, *, unmatched: bool = True, final: bool = False) -> int:
-        """Write what is joined (and, with ``unmatched``, halves past their wait); returns rows written."""
+    async def flush(self, *, unmatched: bool = True, all_halves: bool = False, final: bool = False) -> int:
+        """Write what is joined (and, with ``unmatched``, halves past their wait; with ``all_halves``, every half
+        still waiting, as unmatched); returns the inference-log rows written."""
         async with self._flush_lock:
             pairs, self._ready = self._ready, []
-            if unmatched:
+            if all_halves:
+                pairs.extend(self._expired_halves(float("inf")))
+            elif unmatched:
                 pairs.extend(self._expired_halves(time.time() - self.settings.collector_unmatched_seconds))
             posts, self._label_posts = self._label_posts, []
             if not pairs and not posts:
@@ -323,10 +330,9 @@ class Collector:
             self._next_flush += 1
             try:
                 rows = await self._write_flush(flush, pairs, posts, None, final=final)
-            except Exception:
-                if not final:  # not written (upload failures are retried inside): keep them for the next flush
-                    self._ready[:0] = pairs
-                    self._label_posts[:0] = posts
+            except FlushNotStartedError:
+                self._ready[:0] = pairs  # nothing recorded: they go into the next flush
+                self._label_posts[:0] = posts
                 raise
             if not final:
                 await self._retire_segments()
@@ -345,19 +351,29 @@ class Collector:
     async def _write_flush(
         self, flush: int, pairs: list[Pair], posts: list[Envelope], intent: Intent | None, *, final: bool = False
     ) -> int:
+        """Build, record the intent, upload, commit. Raises `FlushNotStartedError` if nothing was recorded yet.
+
+        Once the intent is in the journal the flush is only ever finished under the same number and keys: here
+        (uploads and the commit are retried until they work) or, if the process stops first, by the next start.
+        """
         started = time.monotonic()
         envelopes = [e for pair in pairs for e in (pair.request, pair.response) if e is not None] + posts
+        seqs = np.fromiter((e.seq for e in envelopes), dtype=np.uint64, count=len(envelopes))
         self._flushing_since = min(e.received_at for e in envelopes)
         try:
-            objects, rows = await asyncio.to_thread(self._build, flush, pairs, posts)
-            seqs = np.fromiter((e.seq for e in envelopes), dtype=np.uint64, count=len(envelopes))
-            if intent is None:
-                await asyncio.to_thread(self.journal.intent, flush, sorted(objects), seqs)
-            await self._upload(objects, final=final)
+            try:
+                objects, rows = await asyncio.to_thread(self._build, flush, pairs, posts)
+                if intent is None:
+                    await asyncio.to_thread(self.journal.intent, flush, sorted(objects), seqs)
+            except Exception as exc:
+                raise FlushNotStartedError(str(exc)) from exc
+            await self._retrying(f"upload flush {flush}", lambda: self._upload(objects), final=final)
             if intent is not None:
                 for stale in set(intent.objects) - set(objects):
                     await asyncio.to_thread(self.store.delete, S3Uri(self.bucket, stale))
-            await asyncio.to_thread(self.journal.commit, flush)
+            await self._retrying(
+                f"commit flush {flush}", lambda: asyncio.to_thread(self.journal.commit, flush), final=final
+            )
         finally:
             self._flushing_since = None
         self._account(seqs)
@@ -386,22 +402,25 @@ class Collector:
                 rows += table.num_rows
         return objects, rows
 
-    async def _upload(self, objects: dict[str, bytes], *, final: bool) -> None:
-        """Upload every object, retrying with backoff until it works (or, when stopping, giving up)."""
-        delay = 0.5
+    async def _upload(self, objects: dict[str, bytes]) -> None:
         for key, data in objects.items():
-            while True:
-                try:
-                    await asyncio.to_thread(self.store.put_bytes, S3Uri(self.bucket, key), data)
-                    break
-                except Exception as exc:
-                    self.metrics.flush_errors += 1
-                    self.last_flush_error = str(exc)
-                    if final or self._stopping:
-                        raise
-                    log.warning("upload of %s failed (%s); retrying in %.1f s", key, exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, _RETRY_MAX)
+            await asyncio.to_thread(self.store.put_bytes, S3Uri(self.bucket, key), data)
+
+    async def _retrying(self, what: str, step: Callable[[], Awaitable[None]], *, final: bool) -> None:
+        """Run ``step`` until it works, backing off up to 30 s; when stopping, give up (the next start redoes it)."""
+        delay = 0.5
+        while True:
+            try:
+                await step()
+                return
+            except (FraudError, OSError) as exc:
+                self.metrics.flush_errors += 1
+                self.last_flush_error = f"{what}: {exc}"
+                if final or self._stopping:
+                    raise
+                log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX)
 
     def _account(self, seqs: np.ndarray) -> None:
         """Committed events no longer hold their segments."""
