@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,26 +38,26 @@ def test_kill_9_then_restart_writes_every_acknowledged_event_once(make_collector
             statuses += [c.send(f"tx-{i}", "response", v1_response(i)).json()["status"] for i in ids]
         return statuses
 
-    assert set(send_pairs(range(120))) == {"stored"}
-    assert c.flush() == 120  # written; their segments are retired, their ids kept as keys
+    assert set(send_pairs(range(200))) == {"stored"}
+    assert c.flush() == 200  # written; their segments are retired, their ids kept as keys
     assert list((c.wal_dir / "keys").glob("keys-*.npy")), "a flushed segment was retired"
-    assert set(send_pairs(range(120, 200))) == {"stored"}  # joined, acknowledged, only in the log
-    assert set(send_pairs(range(200, 220), responses=False)) == {"stored"}  # halves waiting for a partner
+    assert set(send_pairs(range(200, 280))) == {"stored"}  # joined, acknowledged, only in the log
+    assert set(send_pairs(range(280, 300), responses=False)) == {"stored"}  # halves waiting for a partner
     wal_files = sorted(p.name for p in c.wal_dir.glob("wal-*.log"))
     assert c.process is not None
     c.process.kill()
 
     c.start()  # same write-ahead log directory
     assert sorted(p.name for p in c.wal_dir.glob("wal-*.log"))[: len(wal_files)] == wal_files[-len(wal_files) :]
-    assert set(send_pairs(range(200))) == {"duplicate"}, "ids from before the crash, flushed or not, are known"
-    assert set(send_pairs(range(200, 220), responses=False)) == {"duplicate"}
-    assert {c.send(f"tx-{i}", "response", v1_response(i)).json()["status"] for i in range(200, 220)} == {"stored"}
+    assert set(send_pairs(range(280))) == {"duplicate"}, "ids from before the crash, flushed or not, are known"
+    assert set(send_pairs(range(280, 300), responses=False)) == {"duplicate"}
+    assert {c.send(f"tx-{i}", "response", v1_response(i)).json()["status"] for i in range(280, 300)} == {"stored"}
     c.flush(unmatched=True)
 
     frame = read_log(c.settings, *window())
-    assert len(frame) == 220 and frame["request_id"].is_unique
+    assert len(frame) == 300 and frame["request_id"].is_unique
     assert frame["matched"].all(), "halves from before the crash met their partners sent after it"
-    assert sorted(frame["amount"]) == [100.0 + i for i in range(220)]
+    assert sorted(frame["amount"]) == [100.0 + i for i in range(300)]
     assert len(list(c.wal_dir.glob("wal-*.log"))) <= 2, "flushed segments are deleted"
 
 
@@ -65,7 +66,7 @@ def test_a_flush_interrupted_between_upload_and_commit_is_redone_under_the_same_
 ) -> None:
     settings = stack.model_copy(
         update={
-            "monitor_log_bucket": f"log-redo-{tmp_path.name[-8:].lower().replace('_', '-')}",
+            "monitor_log_bucket": f"log-redo-{uuid.uuid4().hex[:12]}",
             "collector_wal_dir": tmp_path / "wal",
             "collector_flush_seconds": 3600.0,
         }
