@@ -83,9 +83,7 @@ def headers(index: int) -> list[tuple[str, str]]:
 def http_request(host: str, port: int, index: int, rows: int = 1) -> bytes:
     payload = body(index, rows)
     head = "".join(f"{name}: {value}\r\n" for name, value in headers(index))
-    return (
-        f"POST / HTTP/1.1\r\nHost: {host}:{port}\r\n{head}Content-Length: {len(payload)}\r\n\r\n".encode() + payload
-    )
+    return f"POST / HTTP/1.1\r\nHost: {host}:{port}\r\n{head}Content-Length: {len(payload)}\r\n\r\n".encode() + payload
 
 
 class _Connection(asyncio.Protocol):

@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fraud import schema
+from fraud.contracts import PAYSIM
 from fraud.settings import Settings
 from fraud.store import ObjectStore, S3Uri
 
@@ -33,23 +33,11 @@ UNKNOWN_VERSION: Final = "unknown"
 """Partition of rows whose response (which names the version) never arrived."""
 
 TRANSACTION_COLUMNS: Final[tuple[str, ...]] = (
-    *schema.DECISION_TIME_FIELDS,
-    "newbalanceOrig",
-    "newbalanceDest",
+    *PAYSIM.decision_time_names,
+    *(name for name in ("newbalanceOrig", "newbalanceDest") if name in PAYSIM.by_name),
 )
-"""The transaction fields kept as sent: the decision-time ones, plus the post-transaction balances if sent."""
-
-_TRANSACTION_TYPES: Final[dict[str, pa.DataType]] = {
-    "step": pa.int32(),
-    "type": pa.string(),
-    "amount": pa.float64(),
-    "nameOrig": pa.string(),
-    "oldbalanceOrg": pa.float64(),
-    "nameDest": pa.string(),
-    "oldbalanceDest": pa.float64(),
-    "newbalanceOrig": pa.float64(),
-    "newbalanceDest": pa.float64(),
-}
+"""The transaction fields kept as sent: the contract's decision-time ones, plus the post-transaction balances if
+sent (a replay of a dataset may carry them; they are never features)."""
 
 LOG_SCHEMA: Final = pa.schema(
     [
@@ -61,7 +49,7 @@ LOG_SCHEMA: Final = pa.schema(
         pa.field("arm", pa.string()),
         pa.field("endpoint", pa.string()),
         pa.field("protocol", pa.string()),
-        *(pa.field(name, _TRANSACTION_TYPES[name]) for name in TRANSACTION_COLUMNS),
+        *(pa.field(name, PAYSIM.field(name).arrow_type) for name in TRANSACTION_COLUMNS),
         pa.field("score", pa.float64()),
         pa.field("decision", pa.string()),
         pa.field("reasons", pa.string()),

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import pyarrow as pa
 
+from fraud.contracts import PAYSIM
 from fraud.errors import DataValidationError
 from monitoring.collector.events import Envelope, Kind
 from monitoring.collector.payloads import (
@@ -35,8 +36,6 @@ from monitoring.labels import LABELS_SCHEMA, labels_prefix, parse_labels_body
 
 ARMS: Final = {"default": "champion", "canary": "challenger"}
 """KServe's ``endpoint`` label values and the arm each one is in the rollout."""
-_INTS: Final = frozenset({"step"})
-_FLOATS: Final = frozenset({"amount", "oldbalanceOrg", "oldbalanceDest", "newbalanceOrig", "newbalanceDest"})
 _STEP_LIMIT: Final = 2**31
 
 
@@ -58,8 +57,10 @@ def _as_str(value: Any) -> str | None:
 
 
 _COERCE: Final = {
-    name: (_as_int if name in _INTS else _as_float if name in _FLOATS else _as_str) for name in TRANSACTION_COLUMNS
+    name: {"integer": _as_int, "number": _as_float}.get(PAYSIM.field(name).kind, _as_str)
+    for name in TRANSACTION_COLUMNS
 }
+"""Per kept field, how a sent value becomes a table value (anything of the wrong kind becomes null)."""
 
 
 @dataclass
