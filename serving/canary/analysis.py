@@ -39,9 +39,11 @@ import numpy as np
 
 from serving.canary.evidence import DECISION_CODES, ArmLabels, ArmSample, FloatArray, Window
 from serving.canary.stats import (
+    GRID,
     OddsRatioEvidence,
     ProportionBounds,
     binomial_loglik,
+    grid_index,
     hypergeometric_loglik,
     log_mean,
     paired_discordance,
@@ -75,8 +77,8 @@ class AnalysisConfig:
     """Overall chance of failing a challenger that is no worse than the champion, across checks and looks."""
     min_samples: int = 100
     """Challenger observations a check needs in the current mode before it can pass."""
-    error_tolerance: float = 1.5
-    """Largest harmless odds ratio of a request failing, challenger vs champion."""
+    error_tolerance: float = 2**0.5
+    """Largest harmless odds ratio of a request failing, challenger vs champion: +41 %."""
     decision_tolerance: float = 2**0.25
     """Largest harmless odds ratio of a block (or review), challenger vs champion: +19 %."""
     score_tolerance: float = 2**0.5
@@ -558,7 +560,7 @@ def _odds_result(
         interval=(low, high) if evidence.windows else None,
         p_value=p_value,
         alpha=alpha,
-        tolerance=tolerance,
+        tolerance=float(GRID[grid_index(tolerance)]),
         sample_size=evidence.sample(),
         reason=reason,
         details=details,
