@@ -60,6 +60,9 @@ V2_DATATYPES: Final[dict[FieldKind, tuple[str, ...]]] = {
     "identifier": ("BYTES",),
 }
 """The V2 datatypes a field of each kind may be sent as (the first is the one model metadata declares)."""
+_UNSERVABLE: Final = [f"{name} ({f.kind})" for name, f in FIELDS.items() if f.kind not in V2_DATATYPES]
+if _UNSERVABLE:  # a contract kind the API, the fast decoder and the pyfunc signature have no branch for yet
+    raise RuntimeError(f"the served contract has fields of kinds the API cannot check: {', '.join(_UNSERVABLE)}")
 _NUMPY_DTYPES: Final[dict[str, type[np.generic]]] = {
     "INT64": np.int64,
     "INT32": np.int32,

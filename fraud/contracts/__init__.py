@@ -30,35 +30,34 @@ A new dataset is three pieces, and no edit to validation, decoding, serving or t
 1. **a contract** here (``fraud/contracts/<name>.py``): a `TransactionContract` listing its fields;
 2. **an adapter** in `fraud.data.adapters`: the published files' quirks (extra columns, text timestamps) turned
    into the contract's canonical batch; the default `DatasetAdapter.normalize` already parses and checks every
-   field of the five kinds below;
+   field of the six kinds (`FieldKind`);
 3. **a feature set** in `fraud.features`: feature definitions whose inputs are the contract's
    ``feature_sets[name]``.
 
-What a Sparkov contract needs (the card transactions of Kaggle ``kartik2112/fraud-detection``; samples in
-``samples/sparkov/``): the header is ``,trans_date_trans_time,cc_num,merchant,category,amt,first,last,gender,
-street,city,state,zip,lat,long,city_pop,job,dob,trans_num,unix_time,merch_lat,merch_long,is_fraud``.
+The Sparkov card transactions (Kaggle ``kartik2112/fraud-detection``; samples in ``samples/sparkov/``) show it:
+`SPARKOV` (``fraud/contracts/sparkov.py``) and `SparkovAdapter` (four lines: its header starts with an unnamed row
+index, which it drops) are the first two pieces, and ``fraudctl data ingest --dataset sparkov`` validates and lands
+its files. What it took and what remains:
 
-- fields the model already expresses: ``amt`` (number, low 0), ``category`` (category of 14 sorted choices,
-  ``entertainment`` … ``travel``), ``cc_num``, ``merchant`` and ``trans_num`` (identifiers; ``cc_num`` is digits
-  but an id, so text, not an integer), ``unix_time`` (integer, the time column), ``lat``/``long``/``merch_lat``/
-  ``merch_long`` (numbers with ``low=-180, high=180``, latitudes ±90), ``city_pop`` (integer ≥ 0),
-  ``is_fraud`` (flag, the label), ``gender`` (category ``F``/``M``);
-- free text (``first``, ``last``, ``street``, ``city``, ``job``) fits ``identifier`` (non-empty, bounded length)
-  but is personal data: it would be declared ``decision_time=True`` yet left out of every feature set, and the
-  identity would be ``cc_num``, ``merchant``, ``amt``, ``unix_time`` and ``category``;
-- two things the model does not have yet: a ``timestamp`` kind (``trans_date_trans_time``, ``dob``: text in
-  ``YYYY-MM-DD[ HH:MM:SS]``, canonical ``timestamp[s]``/``date32``; the API, the decoder and the pyfunc signature
-  each need one more branch for it), and the file's unnamed first column (a row index), which the Sparkov adapter
-  drops before validation (an adapter-level ``ignored_columns``), so the contract's columns are not the file's;
-- its feature set derives hour and day from ``unix_time`` (PaySim's ``step % 24`` is PaySim's convention, kept in
-  `fraud.contracts.paysim`), the distance between ``lat/long`` and ``merch_lat/merch_long``, and the age at
-  ``unix_time`` from ``dob``; the reasons' nouns come from the new fields' ``noun``.
+- taken as the model had it: ``amt`` (number, low 0), ``category`` (14 sorted choices), ``gender`` (``F``/``M``),
+  ``cc_num``, ``merchant``, ``trans_num`` (identifiers; ``cc_num`` is digits but an id, so text), ``unix_time``
+  (integer, the time column), latitudes and longitudes (numbers within ±90 / ±180), ``city_pop`` (integer),
+  ``is_fraud`` (flag, the label); free text (``first``, ``last``, ``street``, ``city``, ``job``) as bounded
+  identifiers: personal data, decision-time but meant for no feature set;
+- added to the model for it: the ``timestamp`` kind (``trans_date_trans_time`` as ``timestamp[s]``, ``dob`` as
+  ``date32``), parsed and checked by the file adapter;
+- remaining, the third piece: a feature set in `fraud.features` (hour and day from ``unix_time``, not PaySim's
+  ``step % 24``; distance between ``lat/long`` and ``merch_lat/merch_long``; age at the transaction from ``dob``)
+  declared in ``SPARKOV.feature_sets``; for serving, a ``timestamp`` branch in the API validation, the fast
+  decoder and the pyfunc signature (`serving.validation` refuses, at import, a served contract with a kind it
+  cannot check), and the predictor choosing its contract from the model version instead of importing `PAYSIM`.
 """
 
 from fraud.contracts.model import Field, FieldKind, TransactionContract
 from fraud.contracts.paysim import PAYSIM
+from fraud.contracts.sparkov import SPARKOV
 
-CONTRACTS: dict[str, TransactionContract] = {PAYSIM.name: PAYSIM}
+CONTRACTS: dict[str, TransactionContract] = {contract.name: contract for contract in (PAYSIM, SPARKOV)}
 """Every declared dataset, by name."""
 
-__all__ = ["CONTRACTS", "PAYSIM", "Field", "FieldKind", "TransactionContract"]
+__all__ = ["CONTRACTS", "PAYSIM", "SPARKOV", "Field", "FieldKind", "TransactionContract"]

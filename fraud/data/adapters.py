@@ -14,7 +14,7 @@ from typing import ClassVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fraud.contracts import PAYSIM, Field, TransactionContract
+from fraud.contracts import PAYSIM, SPARKOV, Field, TransactionContract
 from fraud.data import validation as v
 from fraud.errors import ConfigError, DataValidationError
 
@@ -158,6 +158,8 @@ def _normalize_field(field: Field, values: pa.Array, first_row: int) -> pa.Array
         elif field.low is not None and field.high is not None:
             v.require_between(parsed, name, first_row, field.low, field.high)
         return parsed
+    if field.kind == "timestamp":
+        return v.to_timestamp(values, name, first_row, field.arrow_type)
     text = v.to_string(values, name, first_row)
     if field.kind == "category":
         v.require_in(text, field.choices, name, first_row)
@@ -174,10 +176,20 @@ def _accepted_description(field: Field, stored: pa.DataType) -> str | None:
         return None if pa.types.is_integer(stored) else "an integer type"
     if field.kind == "number":
         return None if pa.types.is_float64(stored) or pa.types.is_integer(stored) else "double (float64)"
+    if field.kind == "timestamp":
+        return None if pa.types.is_timestamp(stored) or pa.types.is_date(stored) else "a date or timestamp type"
     return None if pa.types.is_string(stored) or pa.types.is_large_string(stored) else "string"
 
 
-ADAPTERS: dict[str, DatasetAdapter] = {adapter.name: adapter for adapter in (PaySimAdapter(),)}
+class SparkovAdapter(DatasetAdapter):
+    """The Sparkov card transactions (Kaggle ``kartik2112/fraud-detection``): the published files start with an
+    unnamed row-index column, which is read and dropped (the default `normalize` takes the contract's fields only)."""
+
+    contract = SPARKOV
+    header = ("", *SPARKOV.columns)
+
+
+ADAPTERS: dict[str, DatasetAdapter] = {adapter.name: adapter for adapter in (PaySimAdapter(), SparkovAdapter())}
 
 
 def get_adapter(name: str) -> DatasetAdapter:

@@ -117,3 +117,24 @@ def to_string(values: pa.Array, column: str, first_row: int) -> pa.Array:
             raise DataValidationError(f"expected text, found {values.type}", column=column)
     require_present(values, column, first_row)
     return pc.cast(values, pa.string())
+
+
+_TEXT_FORMATS = {"date": ("%Y-%m-%d", "YYYY-MM-DD"), "timestamp": ("%Y-%m-%d %H:%M:%S", "YYYY-MM-DD HH:MM:SS")}
+
+
+def to_timestamp(values: pa.Array, column: str, first_row: int, target: pa.DataType) -> pa.Array:
+    """Parse ``YYYY-MM-DD`` (date32 target) or ``YYYY-MM-DD HH:MM:SS`` (timestamp target) text, or cast typed
+    dates and times safely, naming the first value that is not one."""
+    if pa.types.is_timestamp(values.type) or pa.types.is_date(values.type):
+        require_present(values, column, first_row)
+        try:
+            return pc.cast(values, target, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise DataValidationError(f"values do not fit {target} ({exc})", column=column) from None
+    text = to_string(values, column, first_row)
+    pattern, shown = _TEXT_FORMATS["date" if pa.types.is_date(target) else "timestamp"]
+    parsed = pc.strptime(text, format=pattern, unit="s", error_is_null=True)
+    index = first_index(pc.is_null(parsed))
+    if index is not None:
+        raise _fail(column, first_row, index, f"{_quote(text[index].as_py())} is not a time written {shown}")
+    return pc.cast(parsed, target)

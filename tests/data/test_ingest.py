@@ -20,7 +20,7 @@ from fraud.data.ingest import dataset_prefix, ingest, latest_uri
 from fraud.errors import DataValidationError, SourceError
 from fraud.settings import Settings
 from fraud.store import ObjectStore, S3Uri
-from samples import PAYSIM_STEP1
+from samples import PAYSIM_STEP1, SPARKOV_TEST
 
 pytestmark = pytest.mark.stack
 
@@ -94,6 +94,21 @@ def test_file_lands_as_parquet_with_manifest_and_second_ingest_is_a_no_op(stack:
     assert second.already_present
     assert second.manifest.fingerprint == manifest.fingerprint
     assert objects(stack, prefix.key) == before
+
+
+def test_a_second_dataset_lands_through_its_own_contract_and_adapter(stack: Settings, tmp_path: Path) -> None:
+    # given the genuine head of Sparkov's fraudTest.csv / when ingested as the sparkov dataset
+    result = ingest(str(SPARKOV_TEST), stack, dataset="sparkov")
+    # then its manifest carries its own label, time column and schema version, its rows are stored typed
+    manifest = result.manifest
+    assert (manifest.rows, manifest.positives) == (2_145, 11)
+    assert (manifest.schema_version, manifest.label, manifest.time_column) == ("sparkov-v1", "is_fraud", "unix_time")
+    assert manifest.time_min == 1_371_816_865
+    local = tmp_path / "sparkov.parquet"
+    ObjectStore.from_settings(stack).download_file(S3Uri.parse(manifest.data_uri), local)
+    stored = pq.read_schema(local)
+    assert str(stored.field("trans_date_trans_time").type).startswith("timestamp[")  # Parquet has no seconds unit
+    assert "" not in stored.names
 
 
 def test_malformed_file_leaves_nothing_in_the_store(stack: Settings, tmp_path: Path) -> None:
