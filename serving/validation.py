@@ -173,6 +173,7 @@ class _Column:
         self.field = field
         self.name = field.name
         self.label = label
+        self.choices = frozenset(field.choices)
 
     def fail(self, problem: str, index: int | None) -> RequestError:
         return RequestError(problem, field=self.name, index=index, label=self.label)
@@ -242,11 +243,10 @@ class _Column:
 
     def categories(self, values: Sequence[object]) -> Sequence[str]:
         strings = self.strings(values)
-        choices = self.field.choices
-        if not set(strings) <= set(choices):
+        if not set(strings) <= self.choices:
             for i, value in enumerate(strings):
-                if value not in choices:
-                    expected = ", ".join(choices)
+                if value not in self.choices:
+                    expected = ", ".join(self.field.choices)
                     raise self.fail(f"unknown {self.field.noun} {_show(value)}; expected one of {expected}", i)
         return strings
 
@@ -274,6 +274,9 @@ class _Column:
             return self.categories(sequence)
         return self.identifiers(sequence)
 
+
+_V1_COLUMNS: Final = {name: _Column(field, "field") for name, field in FIELDS.items()}
+_V2_COLUMNS: Final = {name: _Column(field, "input") for name, field in FIELDS.items()}
 
 # ----------------------------------------------------------------------------------------------------- shared
 
@@ -342,8 +345,7 @@ def parse_v1(payload: object, contract: Contract, request_id: str | None = None)
     reasons = reasons_mode(payload.get("parameters"), contract.default_reasons)
     sent = set(chain.from_iterable(instances))  # every key of every instance, in one C-level pass
     columns: dict[str, Any] = {}
-    for field, declared in FIELDS.items():
-        column = _Column(declared, "field")
+    for field, column in _V1_COLUMNS.items():
         if field not in contract.required:
             if field in sent:  # optional, but sent: it must still be valid
                 column.check([i[field] for i in instances if field in i])
@@ -440,7 +442,7 @@ def parse_v2(request: InferRequest, contract: Contract) -> Batch:
         if name in seen:
             raise RequestError("sent more than once", field=name, label="input")
         seen.add(name)
-        column = _Column(FIELDS[name], "input")
+        column = _V2_COLUMNS[name]
         values_by_field[name], rows_by_field[name] = _v2_values(tensor, column)
     missing = [name for name in FIELD_KINDS if name in contract.required and name not in seen]
     if missing:
@@ -454,7 +456,7 @@ def parse_v2(request: InferRequest, contract: Contract) -> Batch:
     reasons = reasons_mode(request.parameters, contract.default_reasons)
     columns: dict[str, Any] = {}
     for name, values in values_by_field.items():
-        checked = _Column(FIELDS[name], "input").check(values)
+        checked = _V2_COLUMNS[name].check(values)
         if name in contract.needed:
             columns[name] = checked
     request_id = request.id if isinstance(request.id, str) and request.id else None
