@@ -221,6 +221,44 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- canary rollout ------------------------------------------------------------------------------------
+    canary_port: int = Field(
+        default=8180, ge=1, le=65535, description="Port of the local splitter: the endpoint clients call."
+    )
+    canary_steps: str = Field(
+        default="5,25,50,100", description="Challenger weights in percent, comma-separated; 100 means promotion."
+    )
+    canary_shadow: bool = Field(default=True, description="Begin each rollout with a shadow phase.")
+    canary_min_requests: int = Field(
+        default=2000, ge=0, description="Requests a phase or step must see before it can complete."
+    )
+    canary_min_seconds: float = Field(
+        default=60.0, ge=0, description="Seconds a phase or step must last before it can complete."
+    )
+    canary_max_inconclusive_seconds: float = Field(
+        default=600.0, gt=0, description="How long the checks may lack data before the rollout pauses."
+    )
+    canary_interval_seconds: float = Field(
+        default=5.0, gt=0, description="Seconds between two analysis windows (each window is judged at once)."
+    )
+    canary_label_gate: bool = Field(
+        default=False, description="Promotion needs the delayed-label check to pass (never promotes without labels)."
+    )
+    canary_collector_url: str | None = Field(
+        default=None,
+        description="Where the splitter sends CloudEvents of every request and response (unset: nowhere).",
+    )
+    canary_report_bucket: str | None = Field(
+        default=None, description="Bucket for rollout reports (default: the data bucket), under canary-reports/."
+    )
+    canary_crash_after: Literal["registry"] | None = Field(
+        default=None,
+        description=(
+            "TEST ONLY: the controller exits abruptly right after this part of a promotion (registry aliases "
+            "moved, routing not yet), so tests can show that a restarted controller finishes it consistently."
+        ),
+    )
+
     # --- derived -----------------------------------------------------------------------------------------
     @property
     def home_dir(self) -> Path:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from fraud.cli import data, monitor, pipeline, replay, serve, stack
+from fraud.cli import canary, data, monitor, pipeline, replay, serve, stack
 from fraud.cli.ui import configure_logging, err_console
 from fraud.errors import FraudError
 
@@ -53,6 +53,7 @@ def _global(
 stack.register(app)
 serve.register(app)
 replay.register(app)
+canary.register(app)
 app.add_typer(data.app, name="data")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(monitor.app, name="monitor")

@@ -34,7 +34,10 @@ def up() -> None:
 
 def down() -> None:
     """Stop what `fraudctl up` started (and nothing else); keeps the data."""
-    stopped = LocalStack(get_settings()).down()
+    from serving.canary.local import LocalRuntime
+
+    stopped = LocalRuntime(get_settings()).stop_all()  # the rollout's processes first: they use the stack
+    stopped += LocalStack(get_settings()).down()
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 

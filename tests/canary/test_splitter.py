@@ -18,15 +18,15 @@ import numpy as np
 import orjson
 import pytest
 import requests
-from serving.canary.evidence import ArmSample
 
 from fraud.settings import Settings
 from fraud.stack.ports import pick_free_ports
+from serving.canary.evidence import ArmSample
 from serving.canary.replay import Answer, ReplayConfig, load_transactions, predict_url, replay
 from serving.canary.splitter import BUCKETS, Route, Target, bucket, first_account, read_rows
 from serving.process import LOOPBACK, PredictorProcess
 
-pytestmark = [pytest.mark.stack, pytest.mark.slow]
+pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 MODEL = "canary-split"
 

@@ -1,0 +1,218 @@
+"""`fraudctl canary …`: roll a new model version out behind the champion, judged on live traffic.
+
+A thin shell over `serving.canary.local` (this machine) and `serving.canary.cluster` (an InferenceService).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from fraud.cli.ui import console, err_console
+from fraud.settings import get_settings, reset_settings
+
+app = typer.Typer(
+    help="Roll out a new model version: shadow, weighted steps, automatic promotion or rollback.",
+    no_args_is_help=True,
+)
+
+EPILOG = """Examples:
+
+  fraudctl canary start --alias challenger --min-requests 500 --min-seconds 20
+
+  fraudctl replay --endpoint http://127.0.0.1:8180 --scenario baseline --rate 100 --duration 120
+
+  fraudctl canary status --json;  fraudctl canary report --output report.html
+"""
+
+
+def _runtime() -> Any:
+    from serving.canary.local import LocalRuntime
+
+    return LocalRuntime(get_settings())
+
+
+def _ensure_stack() -> None:
+    from fraud.stack.local import LocalStack
+
+    stack = LocalStack(get_settings())
+    if stack.status().ok:
+        return
+    with err_console.status("starting the local stack…") as spinner:
+        status = stack.up(on_event=spinner.update)
+    reset_settings()
+    if not status.ok:
+        err_console.print("[red]the local stack did not come up[/]: see `fraudctl status`")
+        raise typer.Exit(1)
+
+
+@app.command(epilog=EPILOG)
+def start(
+    version: Annotated[str | None, typer.Option(help="Registry version to roll out.")] = None,
+    alias: Annotated[
+        str | None, typer.Option(help="Roll out the version this alias points at (default: challenger).")
+    ] = None,
+    steps: Annotated[
+        str | None,
+        typer.Option(help="Challenger weights in percent, comma-separated; 100 = promotion (FRAUD_CANARY_STEPS)."),
+    ] = None,
+    shadow: Annotated[
+        bool | None, typer.Option("--shadow/--no-shadow", help="Begin with a shadow phase (FRAUD_CANARY_SHADOW).")
+    ] = None,
+    min_requests: Annotated[
+        int | None, typer.Option(min=0, help="Requests each phase/step needs (FRAUD_CANARY_MIN_REQUESTS).")
+    ] = None,
+    min_seconds: Annotated[
+        float | None, typer.Option(min=0, help="Seconds each phase/step lasts at least (FRAUD_CANARY_MIN_SECONDS).")
+    ] = None,
+) -> None:
+    """Start the champion and the challenger, the splitter in front of them and the rollout; returns once it runs."""
+    from serving.canary.local import parse_steps, resolve_versions, spec_from_settings, start_rollout
+
+    if version is not None and alias is not None:
+        raise typer.BadParameter("give --version or --alias, not both")
+    _ensure_stack()
+    settings = get_settings()
+    champion, challenger = resolve_versions(settings, version, alias)
+    spec = spec_from_settings(
+        settings,
+        champion,
+        challenger,
+        steps=None if steps is None else parse_steps(steps),
+        shadow=shadow,
+        min_requests=min_requests,
+        min_seconds=min_seconds,
+    )
+    runtime = _runtime()
+    with err_console.status("starting the rollout…") as spinner:
+        started = start_rollout(runtime, spec, spinner.update)
+    console.print(
+        f"rolling out [bold]v{challenger}[/] against champion v{champion}: {started.state.phase} at "
+        f"{started.state.weight} %, steps {','.join(map(str, spec.steps))}"
+        f"{' after shadow' if spec.shadow else ''}, each ≥ {spec.min_requests:,} requests and ≥ {spec.min_seconds:g} s"
+    )
+    console.print(f"endpoint:  [bold]{started.endpoint}[/]  (same V1/V2 routes as the predictor)")
+    console.print(
+        "follow it: fraudctl canary status   ·   send traffic: fraudctl replay --endpoint " + started.endpoint
+    )
+
+
+def _status(runtime: Any) -> dict[str, Any] | None:
+    state = runtime.load_state()
+    if state is None:
+        return None
+    summary: dict[str, Any] = state.summary()
+    route = runtime.current_route()
+    summary["endpoint"] = runtime.endpoint
+    summary["controller_pid"] = runtime.controller_process.running_pid()
+    summary["pending_action"] = None if state.pending_action is None else state.pending_action.to_dict()
+    summary["routing"] = None if route is None else route.to_json()
+    summary["check_details"] = state.checks
+    return summary
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+    """Phase, weight, versions, the last verdict of each check, and why it stopped (if it did)."""
+    summary = _status(_runtime())
+    if summary is None:
+        err_console.print("no rollout has been started here: `fraudctl canary start`")
+        raise typer.Exit(1)
+    if as_json:
+        console.print_json(json.dumps({k: v for k, v in summary.items() if k != "check_details"}))
+        return
+    running = f"controller pid {summary['controller_pid']}" if summary["controller_pid"] else "controller not running"
+    console.print(
+        f"[bold]{summary['phase']}[/] at {summary['weight']} %: v{summary['challenger_version']} against champion "
+        f"v{summary['champion_version']} ({running}); endpoint {summary['endpoint']}"
+    )
+    if summary["reason"]:
+        console.print(f"reason: {summary['reason']}", highlight=False)
+    table = Table("check", "status", "statistic", "interval", "n", "reason")
+    for name, check in summary["check_details"].items():
+        colour = {"pass": "green", "fail": "red"}.get(check["status"], "yellow")
+        statistic = check.get("statistic")
+        interval = check.get("interval")
+        table.add_row(
+            name,
+            f"[{colour}]{check['status']}[/]",
+            "–" if statistic is None else f"{statistic:.3g}",
+            "–" if not interval else f"[{_num(interval[0])}, {_num(interval[1])}]",
+            str(sum((check.get("sample_size") or {}).values())),
+            check.get("reason", ""),
+        )
+    console.print(table)
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3g}"
+
+
+def _manual(command: str) -> None:
+    runtime = _runtime()
+    state = runtime.command(command)
+    console.print(f"{command}: rollout now [bold]{state.phase}[/] at {state.weight} %")
+    if state.terminal:
+        console.print("stop the controller and write the report: it does so within one interval")
+
+
+@app.command()
+def promote() -> None:
+    """Promote the challenger now: champion alias → its version, previous → the old champion, all traffic to it."""
+    _manual("promote")
+
+
+@app.command()
+def rollback() -> None:
+    """Roll back now: all traffic to the champion, the challenger tagged with the reason; nothing deleted."""
+    _manual("rollback")
+
+
+@app.command()
+def pause() -> None:
+    """Hold the current weight (evidence keeps accruing; a failing check still rolls back)."""
+    _manual("pause")
+
+
+@app.command()
+def resume() -> None:
+    """Continue a paused rollout."""
+    _manual("resume")
+
+
+@app.command()
+def report(
+    output: Annotated[Path | None, typer.Option(help="Also copy the HTML report here.")] = None,
+    wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for a finished rollout's report.")] = 30.0,
+) -> None:
+    """Write (or find) the rollout's evidence report and print where it is: local, object store, MLflow run."""
+    from serving.canary.report import REPORT_HTML, publish_report
+
+    runtime = _runtime()
+    state = runtime.load_state()
+    if state is None:
+        err_console.print("no rollout has been started here: `fraudctl canary start`")
+        raise typer.Exit(1)
+    locations_file = runtime.paths.report_dir / "locations.json"
+    deadline = time.monotonic() + wait
+    while state.terminal and not locations_file.is_file() and time.monotonic() < deadline:
+        time.sleep(0.5)  # the controller writes the report as it stops
+    if state.terminal and locations_file.is_file():
+        where = json.loads(locations_file.read_text())
+    else:
+        where = publish_report(runtime, state).to_json()
+    if output is not None:
+        output.write_bytes((runtime.paths.report_dir / REPORT_HTML).read_bytes())
+        where["output"] = str(output)
+    for key, value in where.items():
+        if value:
+            console.print(f"{key:>13}: {value}")
+
+
+def register(app_: typer.Typer) -> None:
+    app_.add_typer(app, name="canary")
