@@ -191,7 +191,7 @@ def report(
     wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for a finished rollout's report.")] = 30.0,
 ) -> None:
     """Write (or find) the rollout's evidence report and print where it is: local, object store, MLflow run."""
-    from serving.canary.report import REPORT_HTML, publish_report
+    from serving.canary.report import REPORT_HTML
 
     runtime = _runtime()
     state = runtime.load_state()
@@ -205,7 +205,7 @@ def report(
     if state.terminal and locations_file.is_file():
         where = json.loads(locations_file.read_text())
     else:
-        where = publish_report(runtime, state).to_json()
+        where = runtime.publish_report(state).to_json()
     if output is not None:
         output.write_bytes((runtime.paths.report_dir / REPORT_HTML).read_bytes())
         where["output"] = str(output)

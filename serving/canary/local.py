@@ -47,6 +47,7 @@ from fraud.stack.ports import pick_free_ports
 from fraud.stack.process import ManagedProcess
 from fraud.stack.service import child_env
 from serving.canary.evidence import ArmSample, Window
+from serving.canary.report import SCORE_BINS, ReportLocations, publish_report
 from serving.canary.rollout import (
     Action,
     ActionKind,
@@ -65,8 +66,6 @@ PREVIOUS: Final = "previous"
 """Registry alias of the champion a promotion replaced (kept reachable; nothing is deleted)."""
 TAG_OUTCOME: Final = "canary_outcome"
 TAG_REASON: Final = "canary_reason"
-SCORE_BINS: Final = np.concatenate([[0.0], np.logspace(-4, 0, 41)])
-"""Histogram edges of the scores kept per window for the report: fraud scores crowd near 0, so log-spaced."""
 
 Emit = Callable[[str], None]
 
@@ -459,6 +458,12 @@ class LocalRuntime:
         with self.paths.windows.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(line) + "\n")
 
+    def publish_report(self, state: RolloutState) -> ReportLocations:
+        """Write the rollout's report (local, object store, challenger's MLflow run); says where."""
+        return publish_report(
+            self.settings, state, windows_path=self.paths.windows, local=self.paths.report_dir, endpoint=self.endpoint
+        )
+
     # --- one look ------------------------------------------------------------------------------------------
     def step(self) -> RolloutState | None:
         """One analysis look under the lock: finish a pending action, judge the latest window, act on it."""
@@ -621,10 +626,8 @@ def run_controller(runtime: LocalRuntime, *, interval: float | None = None) -> R
             break
         time.sleep(every)
     if state is not None and state.terminal:
-        from serving.canary.report import publish_report
-
         try:
-            locations = publish_report(runtime, state)
+            locations = runtime.publish_report(state)
             log.info("report written: %s", locations.to_json())
         except Exception:  # the rollout is over either way; say why the report is missing
             log.exception("could not write the rollout report")

@@ -31,11 +31,13 @@ import numpy as np
 from fraud.errors import FraudError
 
 if TYPE_CHECKING:
-    from serving.canary.local import LocalRuntime
+    from fraud.settings import Settings
     from serving.canary.rollout import RolloutState
 
 log = logging.getLogger(__name__)
 
+SCORE_BINS = np.concatenate([[0.0], np.logspace(-4, 0, 41)])
+"""Histogram edges of the scores kept per window for the report: fraud scores crowd near 0, so log-spaced."""
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
 
@@ -60,8 +62,6 @@ def build_report(
     state: RolloutState, windows: list[dict[str, Any]], *, model_name: str, endpoint: str
 ) -> dict[str, Any]:
     """Everything the report shows, as one JSON-ready object."""
-    from serving.canary.local import SCORE_BINS
-
     totals: dict[str, dict[str, int]] = {}
     for arm in ("champion", "challenger"):
         totals[arm] = {
@@ -224,17 +224,15 @@ def render_html(report: dict[str, Any]) -> str:
     return template.render(r=report, plots=plots(report), fmt=_fmt, fmt_interval=_fmt_interval)
 
 
-def publish_report(runtime: LocalRuntime, state: RolloutState) -> ReportLocations:
+def publish_report(
+    settings: Settings, state: RolloutState, *, windows_path: Path, local: Path, endpoint: str
+) -> ReportLocations:
     """Write the report locally, to the object store and to the challenger's MLflow run; say where.
 
     The local copy is always written; a store or registry that cannot be reached is logged and left out.
     """
-    settings = runtime.settings
-    report = build_report(
-        state, read_windows(runtime.paths.windows), model_name=settings.model_name, endpoint=runtime.endpoint
-    )
+    report = build_report(state, read_windows(windows_path), model_name=settings.model_name, endpoint=endpoint)
     html = render_html(report)
-    local = runtime.paths.report_dir
     local.mkdir(parents=True, exist_ok=True)
     (local / REPORT_JSON).write_text(json.dumps(report, indent=2, default=str))
     (local / REPORT_HTML).write_text(html)
