@@ -68,6 +68,8 @@ TAG_OUTCOME: Final = "canary_outcome"
 TAG_REASON: Final = "canary_reason"
 
 Emit = Callable[[str], None]
+_PASSED_SETTINGS: Final = frozenset({"model_name", "stack_host", "data_bucket", "artifact_bucket", "experiment_name"})
+"""Settings besides ``canary_*`` the controller and predictors must share with the command that started them."""
 
 
 class CanaryError(FraudError):
@@ -201,23 +203,44 @@ class LocalRuntime:
         return f"http://{self.settings.stack_host}:{self.settings.canary_port}"
 
     def _env(self) -> dict[str, str]:
-        return child_env(self.settings, {**self.settings.server_env(), "PYTHONUNBUFFERED": "1"})
+        """The children's environment: the stack's endpoints and keys plus every setting they read from it."""
+        own = {
+            f"FRAUD_{name.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
+            for name, value in self.settings.model_dump().items()
+            if (name.startswith("canary_") or name in _PASSED_SETTINGS) and value is not None
+        }
+        return child_env(self.settings, {**self.settings.server_env(), **own, "PYTHONUNBUFFERED": "1"})
 
-    def _ports(self) -> dict[str, int]:
+    def _runtime_file(self) -> dict[str, dict[str, Any]]:
         try:
             data = json.loads(self.paths.runtime.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
-            return {}
-        return {str(k): int(v) for k, v in data.get("predictors", {}).items()}
+            data = {}
+        return {"predictors": dict(data.get("predictors", {})), "attached": dict(data.get("attached", {}))}
+
+    def _ports(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self._runtime_file()["predictors"].items()}
+
+    def attach_predictor(self, version: str, url: str) -> None:
+        """Serve ``version`` from a predictor started elsewhere (not started or stopped by this runtime)."""
+        data = self._runtime_file()
+        data["attached"][version] = url.rstrip("/")
+        _write_atomic(self.paths.runtime, json.dumps(data, indent=2))
 
     def predictor_url(self, version: str) -> str:
-        port = self._ports().get(version)
+        data = self._runtime_file()
+        if version in data["attached"]:
+            return str(data["attached"][version])
+        port = data["predictors"].get(version)
         if port is None:
             raise CanaryError(f"no predictor of version {version} was started; run `fraudctl canary start`")
         return f"http://{self.settings.stack_host}:{port}"
 
     def ensure_predictor(self, version: str) -> str:
-        """Start a predictor of ``version`` unless ours already runs; returns its URL (ready or not yet)."""
+        """Start a predictor of ``version`` unless ours already runs (or one is attached); returns its URL."""
+        data = self._runtime_file()
+        if version in data["attached"]:
+            return str(data["attached"][version])
         process = self.predictor_process(version)
         process.clear_stale()
         ports = self._ports()
@@ -241,19 +264,20 @@ class LocalRuntime:
         ]
         self.paths.root.mkdir(parents=True, exist_ok=True)
         process.start(command, self._env(), self.paths.root)
-        ports[version] = http_port
-        _write_atomic(self.paths.runtime, json.dumps({"predictors": ports}, indent=2))
+        data["predictors"][version] = http_port
+        _write_atomic(self.paths.runtime, json.dumps(data, indent=2))
         return f"http://{self.settings.stack_host}:{http_port}"
 
     def wait_ready(self, url: str, version: str, timeout: float = 300.0) -> None:
         """Wait until a predictor answers ready; fails with its log's tail if it exits."""
         process = self.predictor_process(version)
+        managed = version not in self._runtime_file()["attached"]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(requests.RequestException):
                 if requests.get(f"{url}/v2/health/ready", timeout=3).status_code == 200:
                     return
-            if process.running_pid() is None:
+            if managed and process.running_pid() is None:
                 raise CanaryError(f"the predictor of version {version} exited; its log: {_tail(process.log_path)}")
             time.sleep(0.5)
         raise CanaryError(

@@ -375,8 +375,13 @@ async def replay_async(
     *,
     on_progress: Progress | None = None,
     on_answer: AnswerSink | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> ReplaySummary:
-    """Send ``config.planned`` requests at ``config.rate`` per second and gather what came back."""
+    """Send ``config.planned`` requests at ``config.rate`` per second and gather what came back.
+
+    ``should_stop`` is asked before each request; once it says so, nothing more is sent (answers of the requests
+    in flight are still gathered).
+    """
     if not len(transactions):
         raise ConfigError("the source holds no transactions to replay")
     if config.labels_after_s is not None and transactions.labels is None:
@@ -404,6 +409,8 @@ async def replay_async(
         next_report = start + 1.0
         interval = 1.0 / config.rate
         for i, (index, row, label) in enumerate(_cycled(transactions, config.planned)):
+            if should_stop is not None and should_stop():
+                break
             due = start + i * interval
             now = time.monotonic()
             if due > now:
@@ -436,6 +443,9 @@ def replay(
     *,
     on_progress: Progress | None = None,
     on_answer: AnswerSink | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> ReplaySummary:
     """Blocking wrapper of `replay_async` (own event loop)."""
-    return asyncio.run(replay_async(config, transactions, on_progress=on_progress, on_answer=on_answer))
+    return asyncio.run(
+        replay_async(config, transactions, on_progress=on_progress, on_answer=on_answer, should_stop=should_stop)
+    )

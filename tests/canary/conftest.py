@@ -68,13 +68,17 @@ def base_model_dir(stack: Settings, tmp_path_factory: pytest.TempPathFactory) ->
     return target
 
 
+def _shifted(probability: float, logits: float) -> float:
+    """``probability`` moved by ``logits`` on the log-odds scale."""
+    return 1.0 / (1.0 + math.exp(-(math.log(probability / (1.0 - probability)) + logits)))
+
+
 def _shift_base_score(model_json: Path, logits: float) -> None:
     """Move an XGBoost binary:logistic model's base score by ``logits`` log-odds (every margin moves with it)."""
     model = json.loads(model_json.read_text())
     params = model["learner"]["learner_model_param"]
     raw = params["base_score"].strip("[]")
-    base = float(raw)
-    shifted = 1.0 / (1.0 + math.exp(-(math.log(base / (1.0 - base)) + logits)))
+    shifted = _shifted(float(raw), logits)
     params["base_score"] = f"[{shifted:.8E}]" if params["base_score"].startswith("[") else f"{shifted:.8E}"
     model_json.write_text(json.dumps(model))
 
@@ -89,7 +93,14 @@ def register_variant(
 
     client = MlflowClient(stack.tracking_uri)
 
-    def register(name: str, *, block: float | None = None, score_shift: float = 0.0, label: str = "") -> str:
+    def register(
+        name: str,
+        *,
+        block: float | None = None,
+        score_shift: float = 0.0,
+        shift_thresholds: bool = False,
+        label: str = "",
+    ) -> str:
         work = tmp_path_factory.mktemp(f"variant-{name}")
         model = work / "model"
         shutil.copytree(base_model_dir, model)
@@ -101,6 +112,12 @@ def register_variant(
             path.write_text(json.dumps(thresholds))
         if score_shift:
             _shift_base_score(model / "artifacts" / "model" / "model.json", score_shift)
+        if score_shift and shift_thresholds:  # higher scores, the same decisions: only the score check can see it
+            path = model / "artifacts" / "thresholds.json"
+            thresholds = json.loads(path.read_text())
+            for key in ("block", "review"):
+                thresholds[key] = _shifted(thresholds[key], score_shift)
+            path.write_text(json.dumps(thresholds))
         mlflow.set_tracking_uri(stack.tracking_uri)
         experiment = mlflow.set_experiment(stack.experiment_name)
         with contextlib.suppress(Exception):
