@@ -214,5 +214,40 @@ def report(
             console.print(f"{key:>13}: {value}")
 
 
+@app.command()
+def controller(
+    namespace: Annotated[str, typer.Option(help="Namespace of the InferenceService.")],
+    inference_service: Annotated[str, typer.Option(help="InferenceService whose spec.canary is rolled out.")],
+    interval: Annotated[
+        float | None, typer.Option(min=0.1, help="Seconds between looks (FRAUD_CANARY_INTERVAL_SECONDS).")
+    ] = None,
+    metrics_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the predictors' Services.")] = 80,
+    once: Annotated[bool, typer.Option("--once", help="Look once and exit (cron-style or debugging).")] = False,
+) -> None:
+    """Cluster controller: roll an InferenceService's canary out (weights, promotion, rollback) until stopped.
+
+    Needs only get/patch on that InferenceService; the rollout state is kept in its annotation
+    fraud.platform/rollout-state. Steps, minimums and tolerances come from the FRAUD_CANARY_* settings.
+    """
+    import logging
+
+    from serving.canary.cluster import ClusterRuntime, run_cluster_controller
+    from serving.canary.local import parse_steps
+
+    logging.getLogger().setLevel(logging.INFO)
+    settings = get_settings()
+    overrides = {
+        "steps": parse_steps(settings.canary_steps),
+        "min_requests": settings.canary_min_requests,
+        "min_seconds": settings.canary_min_seconds,
+        "max_inconclusive_seconds": settings.canary_max_inconclusive_seconds,
+        "label_gate": settings.canary_label_gate,
+    }
+    runtime = ClusterRuntime(settings, namespace, inference_service, metrics_port=metrics_port)
+    state = run_cluster_controller(runtime, overrides, interval=interval or settings.canary_interval_seconds, once=once)
+    if state is not None:
+        console.print_json(json.dumps(state.summary()))
+
+
 def register(app_: typer.Typer) -> None:
     app_.add_typer(app, name="canary")

@@ -1,0 +1,450 @@
+"""The cluster canary runtime: the same rollout state machine driving a KServe InferenceService (Standard mode).
+
+The InferenceService has a stable predictor (the champion) and one ``spec.canary`` entry (the challenger), each
+serving its registry version (``FRAUD_MODEL_VERSION`` in the container, or a ``STORAGE_URI`` that KServe's storage
+initializer fetches to ``/mnt/models``). The controller (``fraudctl canary controller --namespace NS
+--inference-service NAME``) needs only ``get`` and ``patch`` on that one object:
+
+- **weight**: ``spec.canary[0].trafficPercent`` is set to the step's weight (KServe 0.21 weights the HTTPRoute);
+- **promotion** (the KServe 0.21 way): the stable predictor takes the canary's predictor spec (name, containers
+  and so storage URI or version, everything that says *which model*) while keeping its own autoscaling fields, and
+  the canary entry is removed; KServe re-points the route without restarting the canary's pods. The registry's
+  ``champion`` alias moves first (``previous`` keeps the old one), exactly as locally;
+- **rollback**: the canary entry is removed; the challenger's version is tagged with the reason;
+- **state**: the `RolloutState` JSON lives in the annotation ``fraud.platform/rollout-state`` on the
+  InferenceService, written (with ``pending_action``) in the same patch as the routing change it announces is
+  *not* possible (the registry is another system), so the protocol is the local one: annotate the pending action,
+  apply registry then routing (each idempotent), annotate the cleared state.
+
+KServe has no traffic mirroring, so a cluster rollout has no shadow phase: it starts at the first weighted step
+(the spec is forced to ``shadow=False``).
+
+Evidence comes from each variant's ``/metrics`` (Prometheus text, scraped through its Service,
+``http://<isvc>-predictor.<ns>`` and ``http://<isvc>-<canary>-predictor.<ns>``): per look, the growth of
+``fraud_decisions_total`` (rows, blocks, reviews), ``request_predict_seconds`` (requests and latency) and
+``fraud_score`` (scores) since the previous look. Histograms give bucketed values (latencies at their bucket's upper
+bound, scores at their bucket's middle), identical for both arms, so the comparisons stay like for like; failed
+requests are not visible in these metrics and count as zero. A Service with several pods answers from one pod per
+scrape, so counts are exact with one replica per variant (the canary's usual size) and approximate otherwise.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+import requests
+
+from fraud.errors import FraudError
+from fraud.registry import CHAMPION, connect, set_alias, version_by_alias
+from fraud.settings import Settings
+from serving.canary.evidence import ArmSample, Window
+from serving.canary.rollout import Action, ActionKind, RolloutSpec, RolloutState, applied, reconcile, start
+
+log = logging.getLogger(__name__)
+
+GROUP: Final = "serving.kserve.io"
+API_VERSION: Final = "v1beta1"
+PLURAL: Final = "inferenceservices"
+STATE_ANNOTATION: Final = "fraud.platform/rollout-state"
+PREVIOUS: Final = "previous"
+AUTOSCALING_FIELDS: Final = ("minReplicas", "maxReplicas", "scaleMetric", "scaleTarget", "autoScaling")
+"""Fields that stay with the stable predictor at promotion (and that KServe refuses on a canary)."""
+VERSION_ENV: Final = "FRAUD_MODEL_VERSION"
+STORAGE_ENV: Final = "STORAGE_URI"
+
+Obj = dict[str, Any]
+
+
+class ClusterRolloutError(FraudError):
+    """The InferenceService cannot be rolled out as it is (the message names what is missing)."""
+
+    exit_code = 13
+
+
+# --------------------------------------------------------------------------------------------- objects (pure)
+
+
+def canary_entry(isvc: Mapping[str, Any]) -> Obj | None:
+    """The one canary entry of the InferenceService, or None."""
+    entries = isvc.get("spec", {}).get("canary") or []
+    if len(entries) > 1:
+        raise ClusterRolloutError(f"{len(entries)} canary entries: a rollout compares exactly one challenger")
+    return dict(entries[0]) if entries else None
+
+
+def _env(predictor: Mapping[str, Any], name: str) -> str | None:
+    for container in predictor.get("containers") or []:
+        for item in container.get("env") or []:
+            if item.get("name") == name and "value" in item:
+                return str(item["value"])
+    return None
+
+
+def served_version(predictor: Mapping[str, Any]) -> str:
+    """The registry version a predictor variant serves (its ``FRAUD_MODEL_VERSION``).
+
+    Raises:
+        ClusterRolloutError: the variant pins no version (an alias would change under the rollout).
+    """
+    version = _env(predictor, VERSION_ENV)
+    if version is None:
+        name = predictor.get("name") or "the stable predictor"
+        raise ClusterRolloutError(
+            f"{name} sets no {VERSION_ENV}: pin each variant to a registry version so promotion and rollback "
+            "move exactly the versions compared"
+        )
+    return version
+
+
+def weight_patch(isvc: Mapping[str, Any], weight: int) -> Obj:
+    """Merge patch: the canary's ``trafficPercent`` set to ``weight`` (the whole canary list, as merge patches do)."""
+    entry = canary_entry(isvc)
+    if entry is None:
+        raise ClusterRolloutError("the InferenceService has no spec.canary entry to send traffic to")
+    return {"spec": {"canary": [{**entry, "trafficPercent": int(weight)}]}}
+
+
+def promote_patch(isvc: Mapping[str, Any]) -> Obj:
+    """Merge patch: the stable predictor takes the canary's predictor (keeping its autoscaling), the canary goes.
+
+    Idempotent: with no canary left, nothing to change (an empty patch).
+    """
+    entry = canary_entry(isvc)
+    if entry is None:
+        return {}
+    stable = isvc["spec"]["predictor"]
+    promoted = copy.deepcopy(entry["predictor"])
+    for name in AUTOSCALING_FIELDS:
+        promoted.pop(name, None)
+        if name in stable:
+            promoted[name] = stable[name]
+    replaced: Obj = {key: None for key in stable if key not in promoted}  # merge patch: null removes a key
+    return {"spec": {"predictor": {**replaced, **promoted}, "canary": None}}
+
+
+def rollback_patch(isvc: Mapping[str, Any]) -> Obj:
+    """Merge patch: the canary entry removed (empty when it is gone already)."""
+    return {"spec": {"canary": None}} if canary_entry(isvc) is not None else {}
+
+
+def state_patch(state: RolloutState) -> Obj:
+    return {"metadata": {"annotations": {STATE_ANNOTATION: state.to_json()}}}
+
+
+def merge(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch, as the API server applies it (for tests and dry runs)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge(result.get(key), value)
+    return result
+
+
+def check_canary_rules(isvc: Mapping[str, Any]) -> None:
+    """The rules KServe's admission webhook enforces on canaries (``validateCanarySpecs``), checked before writing.
+
+    Raises:
+        ClusterRolloutError: naming the broken rule.
+    """
+    spec = isvc.get("spec", {})
+    stable = spec.get("predictor", {})
+    entries = spec.get("canary") or []
+    names = [entry.get("predictor", {}).get("name") for entry in entries]
+    if entries and not (_env(stable, STORAGE_ENV) or _env(stable, VERSION_ENV) or stable.get("model")):
+        raise ClusterRolloutError("a canary needs a stable predictor that names its model (STORAGE_URI or a version)")
+    if any(not name for name in names) or len(set(names)) != len(names) or stable.get("name") in names:
+        raise ClusterRolloutError(f"canary names must be set, unique and differ from the stable one: {names}")
+    total = sum(int(entry.get("trafficPercent", 0)) for entry in entries)
+    if total > 100:
+        raise ClusterRolloutError(f"canary trafficPercent adds up to {total} > 100")
+    for entry in entries:
+        present = [name for name in AUTOSCALING_FIELDS if name in entry.get("predictor", {}) and name != "minReplicas"]
+        if present:
+            raise ClusterRolloutError(f"canary {entry['predictor']['name']} sets autoscaling field(s) {present}")
+
+
+def check_name_change(before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
+    """KServe's ``validatePredictorNameChange``: a new stable name must come with a new model (storage URI)."""
+    old, new = before["spec"]["predictor"], after["spec"]["predictor"]
+    if old.get("name") == new.get("name"):
+        return
+    model_of = [(_env(p, STORAGE_ENV), _env(p, VERSION_ENV)) for p in (old, new)]
+    if model_of[0] == model_of[1]:
+        raise ClusterRolloutError("the stable predictor's name changes but its storage URI / version does not")
+
+
+# --------------------------------------------------------------------------------------------- metrics evidence
+
+
+@dataclass
+class Counters:
+    """One scrape of a variant's ``/metrics``: cumulative counts."""
+
+    decisions: dict[str, float] = field(default_factory=dict)
+    latency_buckets: dict[float, float] = field(default_factory=dict)
+    score_buckets: dict[float, float] = field(default_factory=dict)
+
+
+def parse_metrics(text: str, model_name: str) -> Counters:
+    """The counters a window needs, summed over model versions (a variant serves one)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = Counters()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "fraud_decisions_total":
+                found.decisions[labels["decision"]] = found.decisions.get(labels["decision"], 0.0) + sample.value
+            elif sample.name == "request_predict_seconds_bucket" and labels.get("model_name", model_name) == model_name:
+                bound = float(labels["le"])
+                found.latency_buckets[bound] = found.latency_buckets.get(bound, 0.0) + sample.value
+            elif sample.name == "fraud_score_bucket":
+                bound = float(labels["le"])
+                found.score_buckets[bound] = found.score_buckets.get(bound, 0.0) + sample.value
+    return found
+
+
+def _bucket_values(before: Mapping[float, float], after: Mapping[float, float], *, midpoint: bool) -> np.ndarray:
+    """The observations between two scrapes of a cumulative histogram, each at its bucket's value."""
+    bounds = sorted(after)
+    counts, previous_bound, previous_cumulative = [], 0.0, 0.0
+    values = []
+    for bound in bounds:
+        grown = max(after[bound] - before.get(bound, 0.0), 0.0)  # a reset (pod restart) counts from zero
+        in_bucket = max(grown - previous_cumulative, 0.0)
+        previous_cumulative = grown
+        finite = bound if np.isfinite(bound) else previous_bound
+        values.append((previous_bound + finite) / 2 if midpoint else finite)
+        counts.append(round(in_bucket))
+        previous_bound = finite
+    return np.repeat(np.asarray(values, dtype=np.float64), counts)
+
+
+def arm_sample(before: Counters, after: Counters) -> ArmSample:
+    """What a variant did between two scrapes."""
+    decisions = {k: max(v - before.decisions.get(k, 0.0), 0.0) for k, v in after.decisions.items()}
+    latencies_ms = _bucket_values(before.latency_buckets, after.latency_buckets, midpoint=False) * 1000.0
+    scores = np.clip(_bucket_values(before.score_buckets, after.score_buckets, midpoint=True), 0.0, 1.0)
+    return ArmSample(
+        requests=int(latencies_ms.size),
+        errors=0,
+        rows=int(sum(decisions.values())),
+        blocks=int(decisions.get("block", 0)),
+        reviews=int(decisions.get("review", 0)),
+        latencies_ms=latencies_ms,
+        scores=scores,
+    )
+
+
+# --------------------------------------------------------------------------------------------- the runtime
+
+
+Fetch = Callable[[str], str]
+
+
+def _http_get(url: str) -> str:
+    answer = requests.get(url, timeout=10)
+    answer.raise_for_status()
+    return answer.text
+
+
+class ClusterRuntime:
+    """One InferenceService's rollout through the Kubernetes API (``get`` / ``patch`` on that object only)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        namespace: str,
+        name: str,
+        *,
+        api: Any | None = None,
+        fetch: Fetch = _http_get,
+        metrics_port: int = 80,
+    ) -> None:
+        self.settings = settings
+        self.namespace = namespace
+        self.name = name
+        self.fetch = fetch
+        self.metrics_port = metrics_port
+        if api is None:
+            from kubernetes import client, config
+
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config()
+            api = client.CustomObjectsApi()
+        self.api = api
+        self._last: dict[str, Counters] = {}
+        self._window_start = time.time()
+
+    # --- the object ----------------------------------------------------------------------------------------
+    def get(self) -> Obj:
+        result: Obj = self.api.get_namespaced_custom_object(GROUP, API_VERSION, self.namespace, PLURAL, self.name)
+        return result
+
+    def patch(self, body: Obj) -> Obj:
+        if not body:
+            return self.get()
+        result: Obj = self.api.patch_namespaced_custom_object(
+            GROUP, API_VERSION, self.namespace, PLURAL, self.name, body
+        )
+        return result
+
+    def load_state(self, isvc: Obj | None = None) -> RolloutState | None:
+        annotations = (isvc or self.get()).get("metadata", {}).get("annotations") or {}
+        text = annotations.get(STATE_ANNOTATION)
+        return None if not text else RolloutState.from_json(text)
+
+    def save_state(self, state: RolloutState) -> None:
+        self.patch(state_patch(state))
+
+    def commit(self, state: RolloutState, action: Action) -> RolloutState:
+        self.save_state(state)
+        if action.kind is not ActionKind.NONE:
+            self.apply(state, action)
+        if state.pending_action is not None:
+            state = applied(state)
+            self.save_state(state)
+        return state
+
+    # --- actions -------------------------------------------------------------------------------------------
+    def apply(self, state: RolloutState, action: Action) -> None:
+        isvc = self.get()
+        if action.kind is ActionKind.SET_WEIGHT:
+            body = weight_patch(isvc, action.weight)
+        elif action.kind is ActionKind.PROMOTE:
+            self.promote_in_registry(state.spec.champion_version, state.spec.challenger_version, action.reason)
+            body = promote_patch(isvc)
+            after = merge(isvc, body)
+            check_name_change(isvc, after)
+        elif action.kind is ActionKind.ROLLBACK:
+            self.tag(state.spec.challenger_version, "rolled_back", action.reason)
+            body = rollback_patch(isvc)
+        else:
+            return
+        check_canary_rules(merge(isvc, body))
+        self.patch(body)
+        self._last.clear()  # the variants' Services change: counting starts afresh
+        self._window_start = time.time()
+        log.info("applied %s to %s/%s: %s", action.kind, self.namespace, self.name, action.reason)
+
+    def promote_in_registry(self, champion: str, challenger: str, reason: str) -> None:
+        client = connect(self.settings)
+        model = self.settings.model_name
+        current = version_by_alias(client, model, CHAMPION)
+        if current is None or str(current.version) != challenger:
+            set_alias(client, model, PREVIOUS, champion)
+            set_alias(client, model, CHAMPION, challenger)
+        self.tag(challenger, "promoted", reason)
+
+    def tag(self, version: str, outcome: str, reason: str) -> None:
+        client = connect(self.settings)
+        client.set_model_version_tag(self.settings.model_name, version, "canary_outcome", outcome)
+        client.set_model_version_tag(self.settings.model_name, version, "canary_reason", reason[:5000])
+
+    # --- evidence ------------------------------------------------------------------------------------------
+    def metrics_urls(self, isvc: Obj) -> dict[str, str]:
+        """Each variant's ``/metrics`` through its Service (KServe Standard mode naming)."""
+        stable = isvc["spec"]["predictor"].get("name")
+        entry = canary_entry(isvc)
+        base = f"{self.name}-{stable}-predictor" if stable else f"{self.name}-predictor"
+        urls = {"champion": f"http://{base}.{self.namespace}.svc:{self.metrics_port}/metrics"}
+        if entry is not None:
+            canary = f"{self.name}-{entry['predictor']['name']}-predictor"
+            urls["challenger"] = f"http://{canary}.{self.namespace}.svc:{self.metrics_port}/metrics"
+        return urls
+
+    def collect(self, state: RolloutState, isvc: Obj) -> Window | None:
+        """The growth of both variants' counters since the last look (None on the first look: no baseline yet)."""
+        scraped = {
+            arm: parse_metrics(self.fetch(url), self.settings.model_name)
+            for arm, url in self.metrics_urls(isvc).items()
+        }
+        now = time.time()
+        if set(scraped) != {"champion", "challenger"} or set(self._last) != set(scraped):
+            self._last, self._window_start = scraped, now
+            return None
+        window = Window(
+            start=self._window_start,
+            end=max(now, self._window_start + 1e-6),
+            champion=arm_sample(self._last["champion"], scraped["champion"]),
+            challenger=arm_sample(self._last["challenger"], scraped["challenger"]),
+            expected_challenger_share=state.weight / 100.0,
+            shadow=False,
+        )
+        self._last, self._window_start = scraped, now
+        return window
+
+    # --- the loop ------------------------------------------------------------------------------------------
+    def begin(self, isvc: Obj, spec_overrides: Mapping[str, Any]) -> RolloutState:
+        """Start a rollout of the InferenceService's canary against its stable predictor."""
+        entry = canary_entry(isvc)
+        if entry is None:
+            raise ClusterRolloutError(
+                f"{self.namespace}/{self.name} has no spec.canary entry: add the challenger as a canary "
+                "(trafficPercent 0) and the controller takes it from there"
+            )
+        spec = RolloutSpec(
+            champion_version=served_version(isvc["spec"]["predictor"]),
+            challenger_version=served_version(entry["predictor"]),
+            **{**spec_overrides, "shadow": False},
+        )
+        state, action = start(spec, time.time())
+        return self.commit(state, action)
+
+    def step(self, spec_overrides: Mapping[str, Any]) -> RolloutState:
+        """One look: finish a pending action, start a rollout for a new canary, or judge the latest window."""
+        isvc = self.get()
+        state = self.load_state(isvc)
+        if state is not None and state.pending_action is not None:
+            state = self.commit(state, state.pending_action)
+            isvc = self.get()
+        entry = canary_entry(isvc)
+        if entry is not None and (
+            state is None or (state.terminal and state.spec.challenger_version != served_version(entry["predictor"]))
+        ):
+            return self.begin(isvc, spec_overrides)
+        if state is None:
+            raise ClusterRolloutError(f"{self.namespace}/{self.name}: no rollout and no canary; waiting for one")
+        if state.terminal:
+            return state
+        window = self.collect(state, isvc)
+        if window is None:
+            return state
+        state, action = reconcile(state, window, time.time())
+        return self.commit(state, action)
+
+
+def run_cluster_controller(
+    runtime: ClusterRuntime, spec_overrides: Mapping[str, Any], *, interval: float, once: bool = False
+) -> RolloutState | None:
+    """Look every ``interval`` seconds, forever (a controller Deployment) or once (``once``)."""
+    state = None
+    while True:
+        try:
+            state = runtime.step(spec_overrides)
+            log.info(
+                "%s/%s: %s at %s %%, checks %s",
+                runtime.namespace,
+                runtime.name,
+                state.phase,
+                state.weight,
+                json.dumps(state.summary()["checks"]),
+            )
+        except (ClusterRolloutError, requests.RequestException) as exc:
+            log.warning("%s", exc)
+        if once:
+            return state
+        time.sleep(interval)
