@@ -17,7 +17,7 @@ DEMO_TRIALS ?= 12
 PYTEST_ARGS ?=
 CHECKOV := .tools/checkov/bin/checkov
 
-.PHONY: help venv demo test lint typecheck up down status clean serve fuzz bench-generate bench-pipeline bench-serving
+.PHONY: help venv demo demo-rollout test lint typecheck up down status clean serve fuzz bench-generate bench-pipeline bench-serving
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,34 @@ demo: venv ## start the local stack, generate + ingest + profile a dataset, trai
 	$(BIN)/fraudctl data profile $(DEMO_FILE) --summary
 	$(BIN)/fraudctl pipeline run --rows $(DEMO_ROWS) --seed $(DEMO_SEED) --trials $(DEMO_TRIALS)
 	$(BIN)/fraudctl status
+	@$(MAKE) --no-print-directory demo-rollout
+
+# The rollout part of the demo (issue 14): a challenger trained on the next generated month (steps 744 on, split at
+# the same days of its month) is rolled out against the champion through shadow and the weighted steps while
+# `fraudctl replay` sends next-month traffic to the splitter; the outcome and the report's location are printed.
+# The champion is recorded before the challenger is trained, because the pipeline's offline gate may already move
+# the alias to a better-scoring version: the rollout judges it on live traffic either way.
+DEMO_CHAMPION_FILE := .fraud/demo-champion
+DEMO_RATE ?= 150
+DEMO_MIN_REQUESTS ?= 1500
+DEMO_MIN_SECONDS ?= 15
+CANARY_ENDPOINT = http://127.0.0.1:$(shell $(BIN)/python -c 'from fraud.settings import Settings; print(Settings().canary_port)')
+
+demo-rollout: venv ## train a challenger on the next generated month and roll it out (needs `make demo` first)
+	@mkdir -p .fraud/logs
+	@$(BIN)/python -c 'from fraud.registry import CHAMPION, connect, version_by_alias; from fraud.settings import load_settings; s = load_settings(); v = version_by_alias(connect(s), s.model_name, CHAMPION); print(v.version if v else "")' > $(DEMO_CHAMPION_FILE)
+	@test -s $(DEMO_CHAMPION_FILE) || { echo "error: no champion registered yet; run make demo" >&2; exit 1; }
+	@echo ">> champion is version $$(cat $(DEMO_CHAMPION_FILE)); training a challenger on the next generated month"
+	$(BIN)/fraudctl pipeline run --rows $(DEMO_ROWS) --seed $(DEMO_SEED) --trials $(DEMO_TRIALS) --scenario next_month \
+	  --train-end-step 1079 --valid-end-step 1151
+	$(BIN)/fraudctl canary start --alias challenger --champion-version $$(cat $(DEMO_CHAMPION_FILE)) \
+	  --min-requests $(DEMO_MIN_REQUESTS) --min-seconds $(DEMO_MIN_SECONDS)
+	@echo ">> replaying next-month traffic at $(DEMO_RATE)/s to $(CANARY_ENDPOINT) until the rollout ends (log: .fraud/logs/demo-replay.log)"
+	@$(BIN)/fraudctl replay --endpoint $(CANARY_ENDPOINT) --scenario next_month --seed $$(( $(DEMO_SEED) + 1 )) \
+	  --rate $(DEMO_RATE) --duration 600 > .fraud/logs/demo-replay.log 2>&1 & replay=$$!; \
+	  $(BIN)/fraudctl canary wait --timeout 600; outcome=$$?; kill $$replay 2>/dev/null; wait $$replay 2>/dev/null; \
+	  $(BIN)/fraudctl canary status; $(BIN)/fraudctl canary report; \
+	  test $$outcome -le 1  # promoted (0) and rolled back (1) are both outcomes; only a timeout (2) fails the demo
 
 test: venv $(CHECKOV) lint typecheck ## lint, type-check and run every test (starts its own local stack on free ports)
 	$(BIN)/pytest $(PYTEST_ARGS)

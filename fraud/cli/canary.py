@@ -70,6 +70,13 @@ def start(
     min_seconds: Annotated[
         float | None, typer.Option(min=0, help="Seconds each phase/step lasts at least (FRAUD_CANARY_MIN_SECONDS).")
     ] = None,
+    champion_version: Annotated[
+        str | None,
+        typer.Option(
+            help="Compare against this version instead of the champion alias (e.g. when the training pipeline's "
+            "offline gate already moved the alias to the new version)."
+        ),
+    ] = None,
 ) -> None:
     """Start the champion and the challenger, the splitter in front of them and the rollout; returns once it runs."""
     from serving.canary.local import parse_steps, resolve_versions, spec_from_settings, start_rollout
@@ -78,7 +85,7 @@ def start(
         raise typer.BadParameter("give --version or --alias, not both")
     _ensure_stack()
     settings = get_settings()
-    champion, challenger = resolve_versions(settings, version, alias)
+    champion, challenger = resolve_versions(settings, version, alias, champion_version)
     spec = spec_from_settings(
         settings,
         champion,
@@ -159,6 +166,37 @@ def _manual(command: str) -> None:
     console.print(f"{command}: rollout now [bold]{state.phase}[/] at {state.weight} %")
     if state.terminal:
         console.print("stop the controller and write the report: it does so within one interval")
+
+
+@app.command()
+def wait(
+    timeout: Annotated[float, typer.Option(min=0, help="Give up after this many seconds (exit code 2).")] = 600.0,
+) -> None:
+    """Wait until the rollout is promoted or rolled back, showing its progress; exit 0 when promoted, 1 if not."""
+    runtime = _runtime()
+    deadline = time.monotonic() + timeout
+    last = None
+    with err_console.status("waiting for the rollout…") as spinner:
+        while True:
+            state = runtime.load_state()
+            if state is None:
+                err_console.print("no rollout has been started here: `fraudctl canary start`")
+                raise typer.Exit(1)
+            now = (state.phase, state.weight)
+            if now != last:
+                err_console.print(f"  {state.phase} at {state.weight} %", highlight=False)
+                last = now
+            spinner.update(f"{state.phase} at {state.weight} %: {state.step_requests:,} requests in this step")
+            if state.terminal:
+                break
+            if time.monotonic() > deadline:
+                err_console.print(f"[yellow]still {state.phase} after {timeout:g} s[/]: see `fraudctl canary status`")
+                raise typer.Exit(2)
+            time.sleep(1.0)
+    colour = "green" if str(state.phase) == "promoted" else "red"
+    console.print(f"[{colour}]{state.phase}[/]: {state.reason}", highlight=False)
+    if str(state.phase) != "promoted":
+        raise typer.Exit(1)
 
 
 @app.command()

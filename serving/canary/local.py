@@ -39,6 +39,7 @@ from typing import Any, Final
 import numpy as np
 import orjson
 import requests
+from mlflow.entities.model_registry import ModelVersion
 
 from fraud.errors import ConfigError, FraudError, RegistryError
 from fraud.registry import CHALLENGER, CHAMPION, connect, set_alias, version_by_alias
@@ -429,7 +430,7 @@ class LocalRuntime:
             self.put_route(Route(Target(self.predictor_url(challenger), challenger), salt=salt))
             self.stop_predictor(champion)
         elif action.kind is ActionKind.ROLLBACK:
-            self.mark_rolled_back(challenger, action.reason)
+            self.mark_rolled_back(champion, challenger, action.reason)
             self.put_route(Route(Target(self.predictor_url(champion), champion), salt=salt))
             self.stop_predictor(challenger)
         log.info("applied %s (weight %s, shadow %s): %s", action.kind, action.weight, action.shadow, action.reason)
@@ -440,7 +441,14 @@ class LocalRuntime:
         name = self.settings.model_name
         current = version_by_alias(client, name, CHAMPION)
         if current is not None and str(current.version) == challenger:
-            return  # done before (an interrupted promotion being completed)
+            # done before (an interrupted promotion being completed), or the training pipeline's offline gate
+            # moved the alias already: only `previous` may be missing
+            previous = version_by_alias(client, name, PREVIOUS)
+            if previous is None or str(previous.version) != champion:
+                set_alias(client, name, PREVIOUS, champion)
+            client.set_model_version_tag(name, challenger, TAG_OUTCOME, "promoted")
+            client.set_model_version_tag(name, challenger, TAG_REASON, reason[:5000])
+            return
         if current is not None and str(current.version) != champion:
             raise RegistryError(
                 f"alias champion of {name} points at version {current.version}, not at {champion} which this rollout "
@@ -451,10 +459,17 @@ class LocalRuntime:
         client.set_model_version_tag(name, challenger, TAG_OUTCOME, "promoted")
         client.set_model_version_tag(name, challenger, TAG_REASON, reason[:5000])
 
-    def mark_rolled_back(self, challenger: str, reason: str) -> None:
-        """Leave ``champion`` alone; tag the challenger with the reason (nothing is deleted)."""
+    def mark_rolled_back(self, champion: str, challenger: str, reason: str) -> None:
+        """Keep ``champion`` on the version the rollout defended; tag the challenger with the reason.
+
+        Only when the training pipeline's offline gate had already pointed ``champion`` at the challenger is the
+        alias moved back, so that registry and routing agree again; nothing is deleted.
+        """
         client = connect(self.settings)
         name = self.settings.model_name
+        current = version_by_alias(client, name, CHAMPION)
+        if current is not None and str(current.version) == challenger:
+            set_alias(client, name, CHAMPION, champion)
         client.set_model_version_tag(name, challenger, TAG_OUTCOME, "rolled_back")
         client.set_model_version_tag(name, challenger, TAG_REASON, reason[:5000])
 
@@ -560,15 +575,25 @@ class Started:
     controller_pid: int
 
 
-def resolve_versions(settings: Settings, version: str | None, alias: str | None) -> tuple[str, str]:
-    """(champion, challenger) versions: the champion alias, and ``version`` or the alias (default challenger).
+def resolve_versions(
+    settings: Settings, version: str | None, alias: str | None, champion_version: str | None = None
+) -> tuple[str, str]:
+    """(champion, challenger) versions: ``champion_version`` or the champion alias, and ``version`` or the alias
+    (default challenger).
 
     Raises:
         CanaryError: no champion, no such challenger, or both are the same version.
     """
     client = connect(settings)
     name = settings.model_name
-    champion = version_by_alias(client, name, CHAMPION)
+    champion: ModelVersion | None
+    if champion_version is not None:
+        try:
+            champion = client.get_model_version(name, champion_version)
+        except Exception as exc:  # MLflow raises its own exception types for a missing version
+            raise CanaryError(f"{name} has no version {champion_version} to compare against") from exc
+    else:
+        champion = version_by_alias(client, name, CHAMPION)
     if champion is None:
         raise CanaryError(f"{name} has no champion version to compare against; register one (`fraudctl pipeline run`)")
     if version is not None:
@@ -584,7 +609,8 @@ def resolve_versions(settings: Settings, version: str | None, alias: str | None)
         challenger = str(found.version)
     if challenger == str(champion.version):
         raise CanaryError(
-            f"version {challenger} already is the champion; train a new version first (`fraudctl pipeline run`)"
+            f"version {challenger} already is the champion; train a new version first (`fraudctl pipeline run`), "
+            "or give --champion-version N to roll it out against an older version"
         )
     return str(champion.version), challenger
 
