@@ -510,6 +510,9 @@ class LocalRuntime:
             state = self.finish_pending()
             if state is None or state.terminal:
                 return state
+            if self.splitter_process.running_pid() is None:  # clients need it more than the analysis does
+                log.warning("the splitter is not running; starting it again with its last route")
+                self.ensure_splitter(read_route(self.paths.route))
             collected = self.collect()
             if collected is None:
                 return state
@@ -624,10 +627,19 @@ def start_rollout(runtime: LocalRuntime, spec: RolloutSpec, emit: Emit) -> Start
     with runtime.locked():
         existing = runtime.finish_pending()
         if existing is not None and not existing.terminal:
-            raise CanaryError(
-                f"a rollout of version {existing.spec.challenger_version} is {existing.phase} at {existing.weight} %; "
-                "see `fraudctl canary status`, or end it with `fraudctl canary rollback` / `promote`"
-            )
+            if runtime.controller_process.running_pid() is not None:
+                raise CanaryError(
+                    f"a rollout of version {existing.spec.challenger_version} is {existing.phase} at "
+                    f"{existing.weight} %; see `fraudctl canary status`, or end it with `fraudctl canary rollback` / "
+                    "`promote`"
+                )
+            emit(f"resuming the interrupted rollout of v{existing.spec.challenger_version} ({existing.phase})")
+            resume = existing
+        else:
+            resume = None
+    if resume is not None:
+        return _resume(runtime, resume, emit)
+    with runtime.locked():
         emit(f"starting predictors of v{spec.champion_version} (champion) and v{spec.challenger_version} (challenger)")
         champion_url = runtime.ensure_predictor(spec.champion_version)
         challenger_url = runtime.ensure_predictor(spec.challenger_version)
@@ -640,10 +652,25 @@ def start_rollout(runtime: LocalRuntime, spec: RolloutSpec, emit: Emit) -> Start
         emit(f"splitter on {runtime.endpoint}")
         runtime.ensure_splitter(Route(Target(champion_url, spec.champion_version)))
         runtime.paths.windows.unlink(missing_ok=True)
+        (runtime.paths.report_dir / "locations.json").unlink(missing_ok=True)  # that report was of the last one
         state, action = start(spec, time.time())
         state = runtime.commit(state, action)
     pid = runtime.start_controller()
     emit(f"controller running (pid {pid}); rollout {state.phase} at {state.weight} %")
+    return Started(state, runtime.endpoint, pid)
+
+
+def _resume(runtime: LocalRuntime, state: RolloutState, emit: Emit) -> Started:
+    """Bring back what a stopped machine lost (predictors, splitter) and restart the controller where it was."""
+    spec = state.spec
+    for version in (spec.champion_version, spec.challenger_version):
+        runtime.wait_ready(runtime.ensure_predictor(version), version)
+    runtime.ensure_splitter(Route(Target(runtime.predictor_url(spec.champion_version), spec.champion_version)))
+    # routing as the state says, with the predictors' current addresses (a restarted one has a new port)
+    with runtime.locked():
+        runtime.apply(state, Action(ActionKind.SET_WEIGHT, state.weight, shadow=state.shadow, reason="resumed"))
+    pid = runtime.start_controller()
+    emit(f"controller running again (pid {pid}); rollout {state.phase} at {state.weight} %")
     return Started(state, runtime.endpoint, pid)
 
 
