@@ -1,8 +1,9 @@
 """Splitter entrypoint: ``python -m serving.canary --port P --route-file F [--champion-url U --champion-version V]``.
 
-Runs `serving.canary.splitter.Splitter` under uvicorn (uvloop event loop, httptools parser, no access log) on
-127.0.0.1. The route comes from ``--route-file`` when it exists (a restarted splitter routes as before), else from
-the ``--champion-*`` / ``--challenger-*`` flags, which are then written to that file. SIGTERM stops it cleanly.
+Runs `serving.canary.splitter.Splitter` on 127.0.0.1 with the splitter's own small HTTP server
+(`serving.canary.server`: uvloop and httptools, no framework; ``--server uvicorn`` runs it under uvicorn instead).
+The route comes from ``--route-file`` when it exists (a restarted splitter routes as before), else from the
+``--champion-*`` / ``--challenger-*`` flags, which are then written to that file. SIGTERM stops it cleanly.
 
 Examples::
 
@@ -41,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--collector-url", default=None, help="Send CloudEvents of every request/response here.")
     parser.add_argument("--timeout", type=float, default=10.0, help="Seconds before a predictor call fails.")
     parser.add_argument("--log-level", default="info", help="Log level.")
+    parser.add_argument(
+        "--server", choices=["raw", "uvicorn"], default="raw", help="HTTP server: the splitter's own, or uvicorn."
+    )
     return parser
 
 
@@ -70,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         timeout_s=args.timeout,
     )
     log.info("splitter on http://%s:%d, route %s", args.host, args.port, route.to_json())
+    if args.server == "raw":
+        import uvloop
+
+        from serving.canary.server import serve
+
+        uvloop.run(serve(app, args.host, args.port))
+        return 0
     config = uvicorn.Config(
         app,
         host=args.host,
