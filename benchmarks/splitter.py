@@ -78,7 +78,7 @@ def transactions(count: int, seed: int) -> list[dict[str, Any]]:
 
 
 def start_splitter(
-    port: int, predictor_url: str, workdir: Path, weight: float, shadow: bool
+    port: int, predictor_url: str, workdir: Path, weight: float, shadow: bool, server: str = "raw"
 ) -> subprocess.Popen[bytes]:
     route = workdir / "route.json"
     route.unlink(missing_ok=True)
@@ -96,6 +96,8 @@ def start_splitter(
         "bench",
         "--log-level",
         "warning",
+        "--server",
+        server,
     ]
     if weight > 0 or shadow:
         command += ["--challenger-url", predictor_url, "--challenger-version", "bench-challenger"]
@@ -128,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weight", type=float, default=0.0, help="Challenger share (the same predictor serves it).")
     parser.add_argument("--shadow", action="store_true", help="Also copy every request to the 'challenger'.")
     parser.add_argument("--seed", type=int, default=3, help="Generator seed of the transactions sent.")
+    parser.add_argument(
+        "--server", choices=["raw", "uvicorn"], default="raw", help="The splitter's HTTP server (default: its own)."
+    )
     parser.add_argument("--json", type=Path, default=None, help="Also write the results here.")
     args = parser.parse_args(argv)
 
@@ -169,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         predictor.wait_ready(180)
-        splitter = start_splitter(split_port, predictor.url, workdir, args.weight, args.shadow)
+        splitter = start_splitter(split_port, predictor.url, workdir, args.weight, args.shadow, args.server)
         for round_index in range(args.rounds):
             for path in ("direct", "splitter"):
                 opened = run_job(
