@@ -228,7 +228,7 @@ def test_d_added_latency_is_rolled_back_but_a_load_spike_on_both_arms_is_not(
     slow_challenger = register_variant(name, label="slow")
     # the slow one: the same model behind a proxy that holds each answer back 250 ms
     predictor = start_predictor(name, slow_challenger)
-    predictor.wait_ready()
+    predictor.wait_ready(600)
     proxy = delay_proxy(predictor.http_port, 0.25)
     slow = make_rollout(name, champion, slow_challenger)
     slow.runtime.attach_predictor(slow_challenger, proxy.url)

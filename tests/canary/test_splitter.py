@@ -76,8 +76,8 @@ def versions(register_variant: Callable[..., str]) -> tuple[str, str]:
 @pytest.fixture
 def arms(start_predictor: Callable[..., PredictorProcess], versions: tuple[str, str]) -> tuple[PredictorProcess, ...]:
     champion, challenger = start_predictor(MODEL, versions[0]), start_predictor(MODEL, versions[1])
-    champion.wait_ready()
-    challenger.wait_ready()
+    champion.wait_ready(600)
+    challenger.wait_ready(600)
     return champion, challenger
 
 
