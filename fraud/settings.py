@@ -246,7 +246,10 @@ class Settings(BaseSettings):
     )
     canary_collector_url: str | None = Field(
         default=None,
-        description="Where the splitter sends CloudEvents of every request and response (unset: nowhere).",
+        description=(
+            "Where the splitter sends CloudEvents of every request and response (unset: FRAUD_COLLECTOR_URL when "
+            "set, else nowhere)."
+        ),
     )
     canary_report_bucket: str | None = Field(
         default=None, description="Bucket for rollout reports (default: the data bucket), under canary-reports/."

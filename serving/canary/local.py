@@ -311,8 +311,9 @@ class LocalRuntime:
             "--log-level",
             "warning",
         ]
-        if self.settings.canary_collector_url:
-            command += ["--collector-url", self.settings.canary_collector_url]
+        collector = self.settings.canary_collector_url or self.settings.collector_url
+        if collector:
+            command += ["--collector-url", collector]
         process.start(command, self._env(), self.paths.root)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
