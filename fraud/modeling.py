@@ -24,7 +24,6 @@ model of that family is built or loaded, so a predictor serving one family never
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import math
@@ -43,6 +42,8 @@ if TYPE_CHECKING:
     import xgboost as xgb
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.pipeline import Pipeline
+
+    from fraud.compat.xgboost import DirectCalls
 
 logger = logging.getLogger(__name__)
 
@@ -168,86 +169,15 @@ class NativeModel(ABC):
 # --------------------------------------------------------------------------------------------------- xgboost
 
 
-_ARRAY_INTERFACE: Final = (
-    b'{"data": [%d, false], "strides": null, "descr": [["", "<f4"]], "typestr": "<f4", "shape": [%d, %d], "version": 3}'
-)
-"""What ``xgboost._data_utils.array_interface`` serialises for a writeable C-contiguous float32 matrix."""
-
-
-class _DirectCalls:
-    """``inplace_predict(predict_type="margin")`` and ``DMatrix`` + ``predict(pred_contribs=True)`` as the very
-    same XGBoost C calls, with the same arguments, minus the Python wrapper's per-call work.
-
-    On one row the wrapper costs more than the model: ~90 µs of Python around a ~50 µs ``inplace_predict``
-    (input type dispatch, an array interface and a config serialised with ``json.dumps`` on every call, a class
-    built per call to read the output) and ~140 µs around a DMatrix + TreeSHAP. Here the JSON is formatted once
-    (only the data pointer and shape change) and the output is copied straight to float64. The C functions, the
-    data and the configuration are unchanged, so results are bitwise identical; `XGBoostModel` checks that on a
-    probe matrix at load time and keeps the public API if anything differs or XGBoost's internals moved.
-    Inputs must be C-contiguous float32 matrices (what `fraud.features.build_features` returns); anything else
-    goes through the public API.
-    """
-
-    def __init__(self, booster: xgb.Booster, nthread: int) -> None:
-        from xgboost.core import _LIB, _check_call, make_jcargs
-
-        self._lib = _LIB
-        self._check = _check_call
-        self._ulong = ctypes.c_uint64  # xgboost.core.c_bst_ulong
-        self._booster = booster
-        # what Booster.inplace_predict(X, predict_type="margin") sends (default iteration range, missing=NaN)
-        self._margin_args = make_jcargs(
-            type=1, training=False, iteration_begin=0, iteration_end=0, missing=np.nan, strict_shape=False, cache_id=0
-        )
-        # what DMatrix(X, nthread=nthread) and Booster.predict(matrix, pred_contribs=True) send
-        self._matrix_args = make_jcargs(missing=float(np.nan), nthread=int(nthread), data_split_mode=0)
-        self._contrib_args = json.dumps(
-            {"type": 2, "training": False, "iteration_begin": 0, "iteration_end": 0, "strict_shape": False}
-        ).encode("utf-8")
-
-    @staticmethod
-    def accepts(X: np.ndarray) -> bool:
-        return X.dtype == np.float32 and X.ndim == 2 and bool(X.flags.c_contiguous) and X.shape[0] > 0
-
-    @staticmethod
-    def _interface(X: np.ndarray) -> bytes:
-        """XGBoost's ``array_interface(X)`` for a C-contiguous float32 matrix."""
-        return _ARRAY_INTERFACE % (X.ctypes.data, X.shape[0], X.shape[1])
-
-    def _predicted(self, call: Any, *args: Any) -> np.ndarray:
-        """Run a prediction C call with its three out-parameters (shape, dimensions, values) appended."""
-        shape = ctypes.POINTER(self._ulong)()
-        dims = self._ulong()
-        values = ctypes.POINTER(ctypes.c_float)()
-        self._check(call(*args, ctypes.byref(shape), ctypes.byref(dims), ctypes.byref(values)))
-        size = 1
-        for i in range(dims.value):
-            size *= int(shape[i])
-        return np.ctypeslib.as_array(values, shape=(size,)).astype(np.float64)  # a copy: XGBoost reuses its buffer
-
-    def margin(self, X: np.ndarray) -> np.ndarray:
-        call = self._lib.XGBoosterPredictFromDense
-        return self._predicted(call, self._booster.handle, self._interface(X), self._margin_args, ctypes.c_void_p())
-
-    def contributions(self, X: np.ndarray) -> np.ndarray:
-        matrix = ctypes.c_void_p()
-        self._check(self._lib.XGDMatrixCreateFromDense(self._interface(X), self._matrix_args, ctypes.byref(matrix)))
-        try:
-            return self._predicted(
-                self._lib.XGBoosterPredictFromDMatrix, self._booster.handle, matrix, self._contrib_args
-            )
-        finally:
-            self._check(self._lib.XGDMatrixFree(matrix))
-
-
 class XGBoostModel(NativeModel):
     """An XGBoost booster trained with ``objective=binary:logistic``.
 
     ``predict_logit`` uses ``Booster.inplace_predict`` on the numpy matrix: no DMatrix is built. Margins come out
     in float32 and are widened to float64 before the sigmoid, so probabilities near 1 keep their log-odds.
     ``contributions`` needs a DMatrix (``pred_contribs`` is not offered in place) and runs exact TreeSHAP:
-    cost O(trees × leaves × depth²) per row. Both make XGBoost's own C calls directly when they can
-    (`_DirectCalls`: same calls, same results, a fraction of the per-call overhead on small batches).
+    cost O(trees × leaves × depth²) per row. With ``fast`` (the default) both make XGBoost's own C calls directly
+    when they can (`fraud.compat.xgboost.DirectCalls`: same calls, same results, a fraction of the per-call
+    overhead on small batches); without it only the public API is used.
     """
 
     family: Family = "xgboost"
@@ -260,6 +190,7 @@ class XGBoostModel(NativeModel):
         params: Mapping[str, Any] | None = None,
         *,
         nthread: int = 1,
+        fast: bool = True,
     ) -> None:
         super().__init__(feature_names, reference, params or {})
         self._booster = booster
@@ -267,15 +198,17 @@ class XGBoostModel(NativeModel):
         booster.set_param({"nthread": nthread})
         if booster.num_features() != self.n_features:
             raise ValueError(f"booster has {booster.num_features()} features, expected {self.n_features}")
-        self._direct = self._checked_direct_calls()
+        self._direct = self._checked_direct_calls() if fast else None
 
-    def _checked_direct_calls(self) -> _DirectCalls | None:
+    def _checked_direct_calls(self) -> DirectCalls | None:
         """The direct calls, if they give bitwise the public API's answers on a probe matrix (NaNs included)."""
         probe = np.random.default_rng(0).normal(0.0, 3.0, size=(64, self.n_features)).astype(np.float32)
         probe[::5, 0] = np.nan
         probe[1::7, -1] = np.nan
+        from fraud.compat.xgboost import DirectCalls
+
         try:
-            direct = _DirectCalls(self._booster, self._nthread)
+            direct = DirectCalls(self._booster, self._nthread)
             same = np.array_equal(direct.margin(probe), self._public_margin(probe)) and np.array_equal(
                 direct.contributions(probe).reshape(probe.shape[0], -1), self._public_contributions(probe)
             )
@@ -334,10 +267,9 @@ class _FlatForest:
     """
 
     def __init__(self, estimator: HistGradientBoostingClassifier) -> None:
-        predictors = estimator._predictors
-        if any(len(per_iter) != 1 for per_iter in predictors):
-            raise ValueError("hist_gb must be a binary classifier (one tree per iteration)")
-        nodes_list = [per_iter[0].nodes for per_iter in predictors]
+        from fraud.compat import sklearn as sklearn_compat
+
+        nodes_list = sklearn_compat.tree_nodes(estimator)
         if any(bool(nodes["is_categorical"].any()) for nodes in nodes_list):
             raise ValueError("hist_gb models with categorical splits are not supported by the fast path")
         sizes = np.asarray([len(nodes) for nodes in nodes_list], dtype=np.intp)
@@ -369,7 +301,7 @@ class _FlatForest:
         self.right = right
         self.roots = offsets
         self.is_leaf = is_leaf
-        self.baseline = float(np.asarray(estimator._baseline_prediction).reshape(-1)[0])
+        self.baseline = sklearn_compat.baseline(estimator)
 
     def raw(self, X: np.ndarray) -> np.ndarray:
         X64 = np.asarray(X, dtype=np.float64)
@@ -395,7 +327,8 @@ class HistGBModel(NativeModel):
     """A scikit-learn ``HistGradientBoostingClassifier`` (binary, numeric features).
 
     Small batches (≤ `HIST_GB_FLAT_MAX_ROWS`) are scored by the flat numpy walk of `_FlatForest`, larger ones by
-    sklearn's ``decision_function``; the two agree bitwise, so the path taken never changes a score.
+    sklearn's ``decision_function``; the two agree bitwise, so the path taken never changes a score. Without
+    ``fast`` every batch goes through sklearn (no flat walk, which reads the estimator's private trees).
     """
 
     family: Family = "hist_gb"
@@ -408,13 +341,14 @@ class HistGBModel(NativeModel):
         params: Mapping[str, Any] | None = None,
         *,
         n_threads: int = 1,
+        fast: bool = True,
     ) -> None:
         super().__init__(feature_names, reference, params or {})
         self.n_threads = n_threads
         if int(estimator.n_features_in_) != self.n_features:
             raise ValueError(f"estimator has {estimator.n_features_in_} features, expected {self.n_features}")
         self._estimator = estimator
-        self._forest = _FlatForest(estimator)
+        self._forest = _FlatForest(estimator) if fast else None
         self.base_logit = float(self._raw(self.reference[np.newaxis, :])[0])
         """Log-odds of the reference row (training medians): the bias column of `contributions`."""
 
@@ -424,14 +358,18 @@ class HistGBModel(NativeModel):
 
     @property
     def n_trees(self) -> int:
-        return len(self._forest.roots)
+        return int(self._estimator.n_iter_)
 
     def _raw(self, X: np.ndarray) -> np.ndarray:
-        if X.shape[0] <= HIST_GB_FLAT_MAX_ROWS:
+        if self._forest is not None and X.shape[0] <= HIST_GB_FLAT_MAX_ROWS:
             return self._forest.raw(X)
-        # _raw_predict is decision_function with an explicit thread count (sklearn's default takes every core,
-        # which stalls under load when the predictor already runs one request per core).
-        return np.asarray(self._estimator._raw_predict(X, n_threads=self.n_threads), dtype=np.float64).reshape(-1)
+        if self._forest is None:
+            return np.asarray(self._estimator.decision_function(X), dtype=np.float64).reshape(-1)
+        # decision_function with an explicit thread count (sklearn's default takes every core, which stalls under
+        # load when the predictor already runs one request per core)
+        from fraud.compat import sklearn as sklearn_compat
+
+        return sklearn_compat.raw_predict(self._estimator, X, self.n_threads)
 
     def predict_logit(self, X: np.ndarray) -> np.ndarray:
         return self._raw(self._check(X))
@@ -604,12 +542,14 @@ def read_native_metadata(directory: Path) -> dict[str, Any]:
     return cast(dict[str, Any], meta)
 
 
-def load_native(directory: Path, *, nthread: int = 1) -> NativeModel:
+def load_native(directory: Path, *, nthread: int = 1, fast: bool = True) -> NativeModel:
     """Load a model written by `save_native`. Predictions are identical to the saved model's.
 
     ``nthread`` sets the prediction threads of the tree families (1 suits a server scoring one request per core:
     OpenMP threads contend badly on a loaded 2-core machine; offline batch scoring may use more).
     scikit-learn families are unpickled with joblib: only load directories from the trusted registry/store.
+    ``fast=False`` scores through the libraries' public APIs only (no `fraud.compat` private calls): the same
+    answers, slower on small batches.
     """
     meta = read_native_metadata(directory)
     family: Family = meta["family"]
@@ -629,12 +569,12 @@ def load_native(directory: Path, *, nthread: int = 1) -> NativeModel:
             import xgboost as xgb
 
             booster = xgb.Booster(model_file=str(model_path))
-            return XGBoostModel(booster, names, reference, params, nthread=nthread)
+            return XGBoostModel(booster, names, reference, params, nthread=nthread, fast=fast)
         import joblib
 
         estimator = joblib.load(model_path)
         if family == "hist_gb":
-            return HistGBModel(estimator, names, reference, params, n_threads=nthread)
+            return HistGBModel(estimator, names, reference, params, n_threads=nthread, fast=fast)
         return LogRegModel(estimator, names, reference, params)
     except NativeModelError:
         raise

@@ -53,6 +53,7 @@ import optuna
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score
 
+from fraud.compat.sklearn import UnweightedBinningHGB, add_tree_values, as_stock
 from fraud.errors import PipelineError
 from fraud.modeling import (
     FAMILIES,
@@ -307,32 +308,10 @@ def _xgb_train_params(params: Mapping[str, Any], *, seed: int, n_jobs: int) -> d
     }
 
 
-class _UnweightedBinningHGB(HistGradientBoostingClassifier):  # type: ignore[misc]
-    """``HistGradientBoostingClassifier`` that bins features on unweighted quantiles during fit.
-
-    scikit-learn 1.9 computes weighted bin edges with one ``_weighted_percentile`` call per bin and feature
-    when the training set has up to 200k rows (and any sample or class weight makes it "weighted"): 7.5 s per fit
-    at 150k rows here, against 0.13 s unweighted, and a warm-started fit re-bins at every stage. Bin edges are
-    only a discretisation of each feature (above 200k rows sklearn itself bins a weighted *resample* without
-    weights), so we bin on the tuning rows as they are; gradients and leaf values still use every weight.
-
-    Only fitting differs: `_plain` turns a fitted instance back into the stock class (same state), so saved
-    models unpickle without this module.
-    """
-
-    def _bin_data(self, X: Any, sample_weight: Any, is_training_data: bool) -> Any:
-        return super()._bin_data(X, None, is_training_data)
-
-
-def _plain(estimator: HistGradientBoostingClassifier) -> HistGradientBoostingClassifier:
-    estimator.__class__ = HistGradientBoostingClassifier
-    return estimator
-
-
 def _hist_gb(
     params: Mapping[str, Any], *, max_iter: int, seed: int, warm_start: bool
 ) -> HistGradientBoostingClassifier:
-    return _UnweightedBinningHGB(
+    return UnweightedBinningHGB(
         learning_rate=float(params["learning_rate"]),
         max_iter=max_iter,
         max_leaf_nodes=int(params["max_leaf_nodes"]),
@@ -409,7 +388,7 @@ def fit_model(
         estimator = _hist_gb(params, max_iter=int(params["max_iter"]), seed=seed, warm_start=False)
         with _threads(n_jobs):
             estimator.fit(X, y, sample_weight=w)
-        return HistGBModel(_plain(estimator), feature_names, ref, record, n_threads=n_jobs)
+        return HistGBModel(as_stock(estimator), feature_names, ref, record, n_threads=n_jobs)
     if family == "logreg":
         pipeline = _logreg_pipeline(params, seed=seed)
         with _threads(n_jobs), warnings.catch_warnings():
@@ -592,9 +571,7 @@ class _Trainer:
                 estimator.fit(t.X, t.y, sample_weight=t.weight)
                 # Only the trees added by this stage are scored on the monitor rows (sklearn's per-tree
                 # predictor, the same one decision_function loops over).
-                known_cats, f_idx_map = estimator._bin_mapper.make_known_categories_bitsets()
-                for per_iter in estimator._predictors[done:stage_end]:
-                    raw += per_iter[0].predict(self.monitor_X64, known_cats, f_idx_map, config.n_jobs)
+                add_tree_values(estimator, self.monitor_X64, done, stage_end, config.n_jobs, raw)
                 done = stage_end
                 ap = self.monitor_ap(raw)
                 if ap > best[0]:
@@ -603,7 +580,7 @@ class _Trainer:
                 if stage_end - best[1] >= config.patience * config.report_every:
                     early = True
                     break
-        kept = _plain(best[2] if best[2] is not None else estimator)
+        kept = as_stock(best[2] if best[2] is not None else estimator)
         fitted = {**params, "max_iter": int(kept.n_iter_), "max_iter_searched": total}
         model = HistGBModel(kept, self.feature_names, self.reference, fitted, n_threads=config.n_jobs)
         return _Outcome(model, self.final_ap(model), fitted, "early_stopping" if early else None)

@@ -62,11 +62,12 @@ from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
 from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
-from kserve.protocol.rest.server import RESTServer, _RefreshingServer
+from kserve.protocol.rest.server import RESTServer
 from kserve.utils.utils import is_structured_cloudevent
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.importer import import_from_string
 
+from fraud.compat import kserve as kserve_compat
 from serving import logs
 from serving.validation import RequestError
 
@@ -405,7 +406,7 @@ def _log_request(request: logs.RequestScope, method: str, path: str, status: int
     request_log.log(level, "%s %s %s %.3f ms", method, path, status, elapsed, extra={"fields": fields})
 
 
-class _NoSignalUvicorn(_RefreshingServer):  # type: ignore[misc]
+class _NoSignalUvicorn(kserve_compat.RefreshingServer):  # type: ignore[misc]
     """uvicorn's server (with KServe's certificate refresh) minus its own signal capture: the model server
     stops REST and gRPC together from one handler."""
 
@@ -421,13 +422,14 @@ class FraudRESTServer(RESTServer):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.config.host = host
         self.config.access_log = False  # the request line replaces it
-        self._server = _NoSignalUvicorn(self.config)
+        self.uvicorn = _NoSignalUvicorn(self.config)
+        kserve_compat.replace_uvicorn_server(self, self.uvicorn)
         self.max_body_bytes = max_body_bytes
 
     def create_application(self) -> None:
         app: FastAPI = import_from_string(FASTAPI_APP_IMPORT_STRING)
-        self._register_endpoints(app)
-        self._add_exception_handlers(app)
+        kserve_compat.register_endpoints(self, app)
+        kserve_compat.add_exception_handlers(self, app)
         app.add_exception_handler(InvalidInput, invalid_input_handler)
         app.add_exception_handler(RequestValidationError, request_validation_handler)
         app.add_exception_handler(StarletteHTTPException, http_error_handler)
@@ -440,8 +442,8 @@ class FraudRESTServer(RESTServer):  # type: ignore[misc]
     def request_stop(self, *, force: bool = False) -> None:
         """Stop accepting connections and let in-flight requests finish (``force`` abandons them)."""
         if force:
-            self._server.force_exit = True
-        self._server.should_exit = True
+            self.uvicorn.force_exit = True
+        self.uvicorn.should_exit = True
 
 
 # -------------------------------------------------------------------------------------------------- gRPC
@@ -506,21 +508,23 @@ class FraudGRPCServer(GRPCServer):  # type: ignore[misc]
         self.host = host
 
     async def start(self, max_workers: int) -> None:
-        servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
-        self._server = aio.server(
+        parts = kserve_compat.grpc_parts(self)
+        servicer = InferenceServicer(parts.data_plane, parts.model_repository_extension)
+        server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
             interceptors=(RequestLogInterceptor(), QuietExceptionToStatusInterceptor()),
             options=[
-                ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
-                ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
+                ("grpc.max_send_message_length", parts.options.get("grpc_max_send_message_length")),
+                ("grpc.max_receive_message_length", parts.options.get("grpc_max_receive_message_length")),
             ],
         )
-        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
-        address = grpc_address(self.host, self._port)
-        self._server.add_insecure_port(address)
+        kserve_compat.set_grpc_server(self, server)  # KServe's stop() stops it
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
+        address = grpc_address(self.host, parts.port)
+        server.add_insecure_port(address)
         log.info("gRPC server listening on %s with %d worker threads", address, max_workers)
-        await self._server.start()
-        await self._server.wait_for_termination()
+        await server.start()
+        await server.wait_for_termination()
 
 
 # ------------------------------------------------------------------------------------------ model server
@@ -573,6 +577,8 @@ class FraudModelServer(ModelServer):  # type: ignore[misc]
         self.host = host
         self.max_body_bytes = max_body_bytes
         self.grpc_options = grpc_options or {}
+        self.rest_server: FraudRESTServer | None = None
+        self.grpc_server: FraudGRPCServer | None = None
         self._stopping = False
         self._grpc_stopping: asyncio.Future[None] | None = None
 
@@ -581,7 +587,7 @@ class FraudModelServer(ModelServer):  # type: ignore[misc]
         for model in models:
             self.register_model(model)
             model.start()
-        self._rest_server = FraudRESTServer(
+        self.rest_server = FraudRESTServer(
             FASTAPI_APP_IMPORT_STRING,
             self.dataplane,
             self.model_repository_extension,
@@ -596,9 +602,9 @@ class FraudModelServer(ModelServer):  # type: ignore[misc]
             ssl_certfile=self.ssl_certfile,
             ssl_keyfile=self.ssl_keyfile,
         )
-        servers = [self._rest_server.start()]
+        servers = [self.rest_server.start()]
         if self.enable_grpc:
-            self._grpc_server = FraudGRPCServer(
+            self.grpc_server = FraudGRPCServer(
                 self.grpc_port,
                 self.dataplane,
                 self.model_repository_extension,
@@ -606,16 +612,16 @@ class FraudModelServer(ModelServer):  # type: ignore[misc]
                 grace_period=self.grace_period,
                 host=self.host,
             )
-            servers.append(self._grpc_server.start(self.max_threads))
+            servers.append(self.grpc_server.start(self.max_threads))
         log.info(
             "REST on http://%s:%d%s",
             self.host,
             self.http_port,
             f", gRPC on {grpc_address(self.host, self.grpc_port)}" if self.enable_grpc else "",
         )
-        _run(self._serve(servers), self.event_loop)
+        _run(self._serve_until_stopped(servers), self.event_loop)
 
-    async def _serve(self, servers: list[Awaitable[Any]]) -> None:
+    async def _serve_until_stopped(self, servers: list[Awaitable[Any]]) -> None:
         self.setup_event_loop()
         loop = asyncio.get_running_loop()
         for sig in STOP_SIGNALS:
@@ -636,7 +642,7 @@ class FraudModelServer(ModelServer):  # type: ignore[misc]
             log.warning("%s again: stopping now, abandoning in-flight requests", name)
         else:
             log.info("%s: no new requests; draining in-flight ones (up to %d s)", name, self.grace_period)
-        if self._rest_server is not None:
-            self._rest_server.request_stop(force=force)
-        if self._grpc_server is not None and not force:
-            self._grpc_stopping = asyncio.ensure_future(self._grpc_server.stop(sig))
+        if self.rest_server is not None:
+            self.rest_server.request_stop(force=force)
+        if self.grpc_server is not None and not force:
+            self._grpc_stopping = asyncio.ensure_future(self.grpc_server.stop(sig))
