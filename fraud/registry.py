@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Final
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
@@ -45,14 +46,57 @@ def experiment_id(settings: Settings) -> str:
         ) from exc
 
 
+MISSING_CODES: Final = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
+"""MLflow error codes meaning "no such model, version or alias" (the registry answered)."""
+
+
+def is_missing(exc: MlflowException) -> bool:
+    """The registry answered that the model, version or alias does not exist."""
+    return exc.error_code in MISSING_CODES
+
+
+def unreachable(exc: BaseException) -> bool:
+    """The error is a failure to talk to the registry (refused, reset, timed out), not an answer from it.
+
+    MLflow wraps the HTTP client's error in an ``MlflowException`` ("API request to … failed with exception …")
+    raised while handling it, so the cause is found on the exception's chain.
+    """
+    import requests
+
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, requests.ConnectionError | requests.Timeout | ConnectionError | TimeoutError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def registry_failure(exc: MlflowException, tracking_uri: str, what: str) -> RegistryError:
+    """A `RegistryError` that says whether the registry lacks ``what``, cannot be reached, or failed, with the cause."""
+    if is_missing(exc):
+        return RegistryError(f"registry has no {what} yet ({exc.message})")
+    if unreachable(exc):
+        return RegistryError(
+            f"the registry at {tracking_uri} is unreachable while reading {what} ({exc.message}); "
+            "is the MLflow server running (`fraudctl status`)?"
+        )
+    return RegistryError(f"the registry at {tracking_uri} failed to read {what}: {exc.message}")
+
+
 def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
-    """The version an alias points at, or None when the model or the alias does not exist yet."""
+    """The version an alias points at, or None when the model or the alias does not exist yet.
+
+    Raises:
+        RegistryError: the registry is unreachable or failed (the message says which, with the cause).
+    """
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
-        if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}:
+        if is_missing(exc):
             return None
-        raise RegistryError(f"cannot read alias '{alias}' of '{name}': {exc.message}") from exc
+        raise registry_failure(exc, client.tracking_uri, f"alias '{alias}' of model '{name}'") from exc
 
 
 def ensure_registered_model(client: MlflowClient, name: str, description: str) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from fraud.errors import FraudError, RegistryError
+from fraud.errors import FraudError
 from fraud.evaluation.thresholds import Thresholds
 from fraud.features import FeatureSpec
 from fraud.modeling import NativeModel, load_native
@@ -177,6 +177,8 @@ def resolve_version(source: RegistrySource) -> str:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from fraud.registry import registry_failure
+
     client = MlflowClient(tracking_uri=source.tracking_uri)
     try:
         if source.version:
@@ -184,7 +186,7 @@ def resolve_version(source: RegistrySource) -> str:
         return str(client.get_model_version_by_alias(source.name, source.alias).version)
     except MlflowException as exc:
         what = f"version {source.version}" if source.version else f"alias '{source.alias}'"
-        raise RegistryError(f"registry has no {what} of model '{source.name}' yet ({exc.message})") from exc
+        raise registry_failure(exc, source.tracking_uri, f"{what} of model '{source.name}'") from exc
 
 
 def download_version(source: RegistrySource, version: str, destination: Path) -> Path:
