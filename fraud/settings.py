@@ -168,6 +168,18 @@ class Settings(BaseSettings):
     serve_grace_period: float = Field(
         default=30.0, gt=0, description="Seconds a stopping predictor waits for in-flight requests to finish."
     )
+    serve_fast_path: bool = Field(
+        default=True,
+        description=(
+            "Answer inference with the predictor's fast path (msgspec decoding, direct XGBoost calls, flat tree "
+            "walk); false serves through KServe's public handlers and the libraries' public APIs only."
+        ),
+    )
+    serve_read_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a client may take to send a request body before the predictor answers 408.",
+    )
 
     # --- monitoring: inference-log collector --------------------------------------------------------------
     collector_port: int = Field(

@@ -135,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         ssl_keyfile=args.ssl_keyfile,
         max_body_bytes=settings.serve_max_body_bytes,
         grace_period=settings.serve_grace_period,
+        fast_path=settings.serve_fast_path,
+        read_timeout=settings.serve_read_timeout,
         grpc_options={
             "grpc_max_send_message_length": args.grpc_max_send_message_length,
             "grpc_max_receive_message_length": args.grpc_max_receive_message_length,

@@ -136,8 +136,10 @@ def _directory_version(model_dir: Path, mlmodel: dict[str, Any]) -> str:
     )
 
 
-def read_model_dir(model_dir: Path, version: str | None = None, *, source: str | None = None) -> ServedModel:
-    """Read the native model, spec and thresholds of a model directory.
+def read_model_dir(
+    model_dir: Path, version: str | None = None, *, source: str | None = None, fast: bool = True
+) -> ServedModel:
+    """Read the native model, spec and thresholds of a model directory (``fast``: see `fraud.modeling.load_native`).
 
     Raises:
         ModelSourceError: ``MLmodel`` or a needed artifact is missing or unreadable.
@@ -153,7 +155,7 @@ def read_model_dir(model_dir: Path, version: str | None = None, *, source: str |
         thresholds = Thresholds.from_dict(json.loads(paths[ARTIFACT_THRESHOLDS].read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelSourceError(f"cannot read the feature spec or thresholds in {model_dir}: {exc}") from exc
-    native = load_native(paths[ARTIFACT_NATIVE])
+    native = load_native(paths[ARTIFACT_NATIVE], fast=fast)
     if tuple(native.feature_names) != tuple(spec.names):
         raise ModelSourceError(
             f"the native model in {model_dir} expects features {list(native.feature_names)} "
@@ -215,8 +217,9 @@ def download_version(source: RegistrySource, version: str, destination: Path) ->
     return destination
 
 
-def load_served_model(source: ModelSource, workdir: Path | None = None) -> ServedModel:
-    """One attempt to load the model from its source; the caller retries.
+def load_served_model(source: ModelSource, workdir: Path | None = None, *, fast: bool = True) -> ServedModel:
+    """One attempt to load the model from its source; the caller retries. Without ``fast`` the native model scores
+    through the libraries' public APIs only.
 
     ``workdir`` receives the downloaded artifacts of a registry version (a directory is read in place).
 
@@ -224,9 +227,9 @@ def load_served_model(source: ModelSource, workdir: Path | None = None) -> Serve
         RegistryError, ModelSourceError, NativeModelError, or MLflow/network errors while downloading.
     """
     if isinstance(source, DirectorySource):
-        return read_model_dir(source.path, source.version)
+        return read_model_dir(source.path, source.version, fast=fast)
     if workdir is None:
         raise ValueError("loading from the registry needs a work directory for the download")
     version = resolve_version(source)
     model_dir = download_version(source, version, workdir / f"v{version}")
-    return read_model_dir(model_dir, version, source=f"models:/{source.name}/{version}")
+    return read_model_dir(model_dir, version, source=f"models:/{source.name}/{version}", fast=fast)

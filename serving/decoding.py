@@ -81,7 +81,7 @@ class V1Decoder:
             "V1Request",
             [
                 ("instances", instances),
-                ("parameters", dict[str, Any] | None, None),
+                ("parameters", _Parameters, None),  # scalars only: anything else goes to the slow path
                 ("specversion", Any, msgspec.UNSET),
             ],
         )

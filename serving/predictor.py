@@ -190,6 +190,7 @@ class FraudPredictor(Model):  # type: ignore[misc]
         self.default_reasons: ReasonsMode = settings.serve_reasons
         self.top_reasons = settings.serve_top_reasons
         self.retry_max = settings.serve_load_retry_max
+        self.fast_path = settings.serve_fast_path
         self._loaded: _Loaded | None = None
         self._workdir: Path | None = None
         self._loader: threading.Thread | None = None
@@ -248,7 +249,7 @@ class FraudPredictor(Model):  # type: ignore[misc]
         started = time.perf_counter()
         if isinstance(self.source, RegistrySource) and self._workdir is None:
             self._workdir = Path(tempfile.mkdtemp(prefix="fraud-predictor-"))  # downloads; removed by stop()
-        model = load_served_model(self.source, self._workdir)
+        model = load_served_model(self.source, self._workdir, fast=self.fast_path)
         thresholds = self._effective_thresholds(model)
         contract = Contract.for_inputs(model.spec.inputs, self.max_batch, self.default_reasons)
         loaded = _Loaded(
@@ -369,9 +370,9 @@ class FraudPredictor(Model):  # type: ignore[misc]
         """KServe's entry (REST slow path, gRPC): preprocess → validate → predict → postprocess.
 
         The same chain and the same per-stage histograms as `kserve.Model.__call__`, minus its per-request
-        label lookups and timing context managers.
+        label lookups and timing context managers; with ``FRAUD_SERVE_FAST_PATH=0``, `kserve.Model.__call__` itself.
         """
-        if verb is not InferenceVerb.PREDICT:
+        if verb is not InferenceVerb.PREDICT or not self.fast_path:
             return await super().__call__(body, headers, verb)  # type: ignore[no-any-return]
         return await self._infer(body, headers, rest=False), {}
 
@@ -440,6 +441,7 @@ class FraudPredictor(Model):  # type: ignore[misc]
         v2 = payload if isinstance(payload, InferRequest) else None
         try:
             if v2 is None:
+                _check_v1_parameters(payload)
                 batch = parse_v1(payload, loaded.contract)
             else:
                 batch = parse_v2(v2, loaded.contract)
@@ -678,6 +680,21 @@ class FraudPredictor(Model):  # type: ignore[misc]
 
     def get_output_types(self) -> list[dict[str, Any]]:
         return [{"name": name, "datatype": datatype, "shape": [-1]} for name, datatype in OUTPUT_DATATYPES.items()]
+
+
+_PARAMETER_VALUES: Final = (str, int, float, bool, type(None))
+
+
+def _check_v1_parameters(payload: object) -> None:
+    """V1 ``parameters`` hold scalars only, as V2's do: nothing nested (a body nested a thousand levels deep there
+    would otherwise cost every later reader a deep recursion)."""
+    parameters = payload.get("parameters") if isinstance(payload, dict) else None
+    if not isinstance(parameters, dict):
+        return
+    for key, value in parameters.items():
+        if not isinstance(value, _PARAMETER_VALUES):
+            kind = "an object" if isinstance(value, dict) else "an array" if isinstance(value, list) else "a value"
+            raise RequestError(f"must be a string, number, boolean or null; got {kind}", field=f"parameters.{key}")
 
 
 def _check_requested_outputs(request: InferRequest) -> None:

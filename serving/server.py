@@ -43,6 +43,7 @@ import struct
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, MutableMapping
 from concurrent import futures
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Final
 
@@ -104,9 +105,36 @@ class FraudDataPlane(DataPlane):  # type: ignore[misc]
 # -------------------------------------------------------------------------------------------------- REST
 
 
-def _error_response(status: int, body: dict[str, Any]) -> ORJSONResponse:
+def _error_response(status: int, body: dict[str, Any], *, close: bool = False) -> ORJSONResponse:
+    """The ``{"error": ...}`` answer; ``close`` ends the connection after it (a body left unread behind it)."""
     logs.note(error=body.get("error"))
-    return ORJSONResponse(status_code=status, content=body)
+    return ORJSONResponse(status_code=status, content=body, headers={"connection": "close"} if close else None)
+
+
+NESTED_TOO_DEEPLY: Final = "malformed JSON: arrays and objects nested too deeply (a valid request nests 4 levels)"
+"""One message for a body nested deeper than a JSON parser follows, whichever parser met it first (orjson stops at
+1,024 levels, msgspec and Python's json at the interpreter's recursion limit)."""
+
+
+def _json_failure(message: str) -> str:
+    """A JSON parser's complaint as the client's error message."""
+    if "depth limit exceeded" in message or "recursion" in message:
+        return NESTED_TOO_DEEPLY
+    return f"malformed JSON: {message}"
+
+
+def utf8_problem(body: bytes) -> str | None:
+    """Why ``body`` is not UTF-8 text (which byte, where), or None; JSON must be UTF-8 (RFC 8259)."""
+    if body.isascii():
+        return None
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return (
+            f"request body is not valid UTF-8: byte 0x{body[exc.start]:02x} at offset {exc.start} ({exc.reason}); "
+            "JSON text must be UTF-8"
+        )
+    return None
 
 
 async def invalid_input_handler(_: Request, exc: Exception) -> ORJSONResponse:
@@ -118,7 +146,7 @@ async def invalid_input_handler(_: Request, exc: Exception) -> ORJSONResponse:
 
 def _friendly(message: str) -> str:
     if message.startswith("Unrecognized request format"):
-        return "malformed JSON: " + message.split(":", 1)[-1].strip()
+        return _json_failure(message.split(":", 1)[-1].strip())
     return message
 
 
@@ -166,6 +194,8 @@ async def http_error_handler(_: Request, exc: Exception) -> ORJSONResponse:
     """Starlette's own HTTP errors (unparseable body, unknown route, wrong method) in the same ``{"error"}`` shape."""
     status = int(getattr(exc, "status_code", 500))
     detail = getattr(exc, "detail", None) or HTTPStatus(status).phrase
+    if status == 400 and isinstance(exc.__cause__, RecursionError):  # FastAPI: "error parsing the body"
+        detail = NESTED_TOO_DEEPLY
     if status == 400:
         log.warning("invalid input: %s", detail)
     response = _error_response(status, {"error": str(detail)})
@@ -175,32 +205,31 @@ async def http_error_handler(_: Request, exc: Exception) -> ORJSONResponse:
 
 
 class RequestMiddleware:
-    """Pure ASGI app in front of FastAPI: request id, one latency line per request, a cap on declared body size,
-    and the fast path of the inference routes (see the module docstring)."""
+    """Pure ASGI app in front of FastAPI: request id, one latency line per request, the body read with a size cap
+    and a deadline whatever its framing, UTF-8 checked on the inference routes, and their fast path (see the
+    module docstring)."""
 
-    def __init__(self, app: Any, max_body_bytes: int, dataplane: DataPlane | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        max_body_bytes: int,
+        dataplane: DataPlane | None = None,
+        *,
+        fast_path: bool = True,
+        read_timeout: float = 30.0,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.dataplane = dataplane
+        self.fast_path = fast_path
+        self.read_timeout = read_timeout
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        raw_id: bytes | None = None
-        length: bytes | None = None
-        content_type: bytes | None = None
-        plain = True  # no CloudEvent and no binary V2 header: the fast path may take it
-        for key, value in scope["headers"]:
-            if key == b"x-request-id":
-                raw_id = value
-            elif key == b"content-length":
-                length = value
-            elif key == b"content-type":
-                content_type = value
-            elif key.startswith(b"ce-") or key == b"inference-header-content-length":
-                plain = False
-        request = logs.RequestScope(logs.request_id_from(raw_id), "rest")
+        headers = _Headers.of(scope)
+        request = logs.RequestScope(logs.request_id_from(headers.request_id), "rest")
         token = logs.CURRENT.set(request)
         status = 500
         id_header = (b"x-request-id", request.request_id.encode("ascii"))
@@ -213,27 +242,72 @@ class RequestMiddleware:
             await send(message)
 
         try:
-            if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-                response = _error_response(
-                    413,
-                    {
-                        "error": f"request body of {int(length):,} bytes exceeds {self.max_body_bytes:,} bytes "
-                        "(FRAUD_SERVE_MAX_BODY_BYTES); send smaller batches"
-                    },
-                )
-                await response(scope, receive, send_with_id)
-                return
-            if (
-                plain
-                and scope["method"] == "POST"
-                and (content_type is None or content_type == b"application/json")
-                and await self._fast(scope, receive, send_with_id)
-            ):
-                return
-            await self.app(scope, receive, send_with_id)
+            if not await self._handle(scope, headers, receive, send_with_id):
+                status = CLIENT_CLOSED_REQUEST
         finally:
             logs.CURRENT.reset(token)
             _log_request(request, scope.get("method", ""), scope.get("path", ""), status)
+
+    async def _handle(
+        self, scope: dict[str, Any], headers: _Headers, receive: Callable[[], Awaitable[Any]], send: Any
+    ) -> bool:
+        """Read the body, check it, answer on the fast path or through KServe; False when the client went away
+        before its body arrived (nothing to answer, and nothing went wrong here)."""
+        length = headers.length
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            await _too_large(f"request body of {int(length):,} bytes", self.max_body_bytes)(scope, receive, send)
+            return True
+        body = b""
+        if headers.chunked or (length is not None and length != b"0"):
+            read = await self._read_body(receive)
+            if isinstance(read, _Unread):
+                if read.status is None:
+                    logs.note(error=read.message)
+                    return False
+                await _error_response(read.status, {"error": read.message}, close=True)(scope, receive, send)
+                return True
+            body = read
+            receive = _replay(body, receive)
+        json_body = headers.plain and (headers.content_type is None or headers.content_type.startswith(_JSON))
+        if json_body and body and _INFERENCE_PATH.search(scope.get("path", "")):
+            problem = utf8_problem(body)
+            if problem is not None:
+                log.warning("invalid input: %s", problem)
+                await _error_response(400, {"error": problem})(scope, receive, send)
+                return True
+        if (
+            self.fast_path
+            and headers.plain
+            and scope["method"] == "POST"
+            and headers.content_type in (None, _JSON)
+            and await self._fast(scope, body, receive, send)
+        ):
+            return True
+        await self.app(scope, receive, send)
+        return True
+
+    async def _read_body(self, receive: Callable[[], Awaitable[Any]]) -> bytes | _Unread:
+        """The whole body, or why not: larger than the cap (413, counted as it streams in, so a chunked body is
+        never held beyond the cap), not complete within the read timeout (408), or the client went away."""
+        body = bytearray()
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return _Unread(None, f"client disconnected after {len(body):,} bytes of the request body")
+                    body += message.get("body", b"")
+                    if len(body) > self.max_body_bytes:
+                        what = f"request body of more than {len(body):,} bytes"
+                        return _Unread(413, _too_large_message(what, self.max_body_bytes))
+                    if not message.get("more_body", False):
+                        return bytes(body)
+        except TimeoutError:
+            return _Unread(
+                408,
+                f"request body not received within {self.read_timeout:g} s ({len(body):,} bytes arrived; "
+                "FRAUD_SERVE_READ_TIMEOUT)",
+            )
 
     def _route(self, path: str) -> tuple[str, bool, Any] | None:
         """(model name, is V2, the model) of an inference route to a loaded predictor with ``infer_rest``."""
@@ -250,34 +324,89 @@ class RequestMiddleware:
             return None  # unknown (404) or not ready (503): KServe's routes answer
         return match.group(1), v2, model
 
-    async def _fast(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Any) -> bool:
-        """Answer a V1 predict or V2 infer request for a loaded model; False (body untouched) when it is not one."""
+    async def _fast(self, scope: dict[str, Any], body: bytes, receive: Callable[[], Awaitable[Any]], send: Any) -> bool:
+        """Answer a V1 predict or V2 infer request for a loaded model; False when it is not one."""
         route = self._route(scope["path"])
         if route is None:
             return False
         model_name, v2, model = route
-        body = await _read_body(receive)
-        if body is None:  # the client went away mid-body
-            return True
-        payload: Any = model.decode_v2(body) if v2 else model.decode_v1(body)  # valid, decoded and checked at once
+        try:
+            # valid, decoded and checked at once
+            payload: Any = model.decode_v2(body) if v2 else model.decode_v1(body)
+        except RecursionError:  # nested past the interpreter's limit: orjson below says so
+            payload = None
         if payload is not None:
             await _answer(scope, receive, send, model.infer_rest, payload)
             return True
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            # V1: KServe's decoder refuses it with this message; V2: FastAPI's wording comes from its own route
-            payload = None if v2 else RequestError(f"malformed JSON: {exc}")
+            # V1: KServe's decoder refuses it with this message; V2: FastAPI's wording comes from its own route,
+            # except for depth, which Python's json parser would meet as a RecursionError
+            message = _json_failure(str(exc))
+            payload = None if v2 and message != NESTED_TOO_DEEPLY else RequestError(message)
         else:
             if v2:
                 payload = infer_request_from_json(payload, model_name)
             elif isinstance(payload, dict) and is_structured_cloudevent(payload):
                 payload = None
         if payload is None:  # not plainly well-formed: KServe's routes give their exact answers
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, receive, send)
             return True
         await _answer(scope, receive, send, model.infer_rest, payload)
         return True
+
+
+CLIENT_CLOSED_REQUEST: Final = 499
+"""What the request line records when the client disconnected before its body arrived (nginx's code for it)."""
+_INFERENCE_PATH: Final = re.compile(r"^/v[12]/models/[^/]+(:predict|/infer)$")
+
+
+_JSON: Final = b"application/json"
+
+
+@dataclass(frozen=True)
+class _Headers:
+    """What the middleware reads from a request's headers."""
+
+    request_id: bytes | None = None
+    length: bytes | None = None
+    content_type: bytes | None = None
+    chunked: bool = False
+    plain: bool = True
+    """No CloudEvent and no binary V2 header: the fast path may take it."""
+
+    @classmethod
+    def of(cls, scope: dict[str, Any]) -> _Headers:
+        found: dict[str, Any] = {}
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                found["request_id"] = value
+            elif key == b"content-length":
+                found["length"] = value
+            elif key == b"content-type":
+                found["content_type"] = value
+            elif key == b"transfer-encoding":
+                found["chunked"] = True
+            elif key.startswith(b"ce-") or key == b"inference-header-content-length":
+                found["plain"] = False
+        return cls(**found)
+
+
+@dataclass(frozen=True)
+class _Unread:
+    """A request body that was not read whole: the status to answer (None: the client is gone) and why."""
+
+    status: int | None
+    message: str
+
+
+def _too_large_message(what: str, limit: int) -> str:
+    return f"{what} exceeds {limit:,} bytes (FRAUD_SERVE_MAX_BODY_BYTES); send smaller batches"
+
+
+def _too_large(what: str, limit: int) -> ORJSONResponse:
+    return _error_response(413, {"error": _too_large_message(what, limit)}, close=True)
 
 
 async def _answer(
@@ -309,17 +438,6 @@ _ORJSON_OPTIONS: Final = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 _NO_REQUEST: Final[Any] = None
 """The exception handlers' request argument, which none of them reads."""
 _PARAMETER_TYPES: Final = frozenset({str, int, float, bool})
-
-
-async def _read_body(receive: Callable[[], Awaitable[Any]]) -> bytes | None:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _replay(body: bytes, receive: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
@@ -418,13 +536,23 @@ class _NoSignalUvicorn(kserve_compat.RefreshingServer):  # type: ignore[misc]
 class FraudRESTServer(RESTServer):  # type: ignore[misc]
     """KServe's REST server bound to ``host``, with the middleware and error handlers above."""
 
-    def __init__(self, *args: Any, host: str, max_body_bytes: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        host: str,
+        max_body_bytes: int,
+        fast_path: bool = True,
+        read_timeout: float = 30.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.config.host = host
         self.config.access_log = False  # the request line replaces it
         self.uvicorn = _NoSignalUvicorn(self.config)
         kserve_compat.replace_uvicorn_server(self, self.uvicorn)
         self.max_body_bytes = max_body_bytes
+        self.fast_path = fast_path
+        self.read_timeout = read_timeout
 
     def create_application(self) -> None:
         app: FastAPI = import_from_string(FASTAPI_APP_IMPORT_STRING)
@@ -437,7 +565,9 @@ class FraudRESTServer(RESTServer):  # type: ignore[misc]
             app.add_exception_handler(not_ready, not_ready_handler)
         app.add_exception_handler(ModelNotFound, not_found_handler)
         # in front of FastAPI's whole stack, its error middleware included (so even a 500 carries the request id)
-        self.config.app = RequestMiddleware(app, self.max_body_bytes, self.dataplane)
+        self.config.app = RequestMiddleware(
+            app, self.max_body_bytes, self.dataplane, fast_path=self.fast_path, read_timeout=self.read_timeout
+        )
 
     def request_stop(self, *, force: bool = False) -> None:
         """Stop accepting connections and let in-flight requests finish (``force`` abandons them)."""
@@ -476,6 +606,11 @@ class RequestLogInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
             token = logs.CURRENT.set(scope)
             status = "OK"
             try:
+                if isinstance(request, _Undecodable):
+                    message = request.message(method)
+                    log.warning("invalid input: %s", message)
+                    logs.note(error=message)
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
                 result = behaviour(request, context)
                 return await result if inspect.isawaitable(result) else result
             except BaseException:
@@ -488,9 +623,37 @@ class RequestLogInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
 
         return grpc.unary_unary_rpc_method_handler(
             logged,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """A gRPC request whose bytes did not parse: answered INVALID_ARGUMENT instead of gRPC's UNKNOWN."""
+
+    error: Exception
+
+    def message(self, method: str) -> str:
+        return (
+            f"malformed {method.rsplit('/', 1)[-1]} request: it does not parse as its protobuf message "
+            f"({type(self.error).__name__}: {self.error}); protobuf string fields (id, model_name, input names, "
+            "string parameters) must be valid UTF-8, text tensors go in bytes_contents"
+        )
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """``deserializer`` returning `_Undecodable` instead of raising, so the call is answered by the interceptor."""
+    if deserializer is None:
+        return None
+
+    def deserialize(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception as exc:
+            return _Undecodable(exc)
+
+    return deserialize
 
 
 def grpc_address(host: str, port: int) -> str:
@@ -561,6 +724,8 @@ class FraudModelServer(ModelServer):  # type: ignore[misc]
         enable_grpc: bool = True,
         max_body_bytes: int = 8 * 1024 * 1024,
         grace_period: float = 30.0,
+        fast_path: bool = True,
+        read_timeout: float = 30.0,
         grpc_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -576,6 +741,8 @@ class FraudModelServer(ModelServer):  # type: ignore[misc]
         self.dataplane = FraudDataPlane(model_registry=self.registered_models)
         self.host = host
         self.max_body_bytes = max_body_bytes
+        self.fast_path = fast_path
+        self.read_timeout = read_timeout
         self.grpc_options = grpc_options or {}
         self.rest_server: FraudRESTServer | None = None
         self.grpc_server: FraudGRPCServer | None = None
@@ -594,6 +761,8 @@ class FraudModelServer(ModelServer):  # type: ignore[misc]
             self.http_port,
             host=self.host,
             max_body_bytes=self.max_body_bytes,
+            fast_path=self.fast_path,
+            read_timeout=self.read_timeout,
             access_log_format=self.access_log_format,
             workers=1,
             grace_period=self.grace_period,
