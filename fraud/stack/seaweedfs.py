@@ -7,11 +7,23 @@ HTTP port that is busy makes it exit; a busy gRPC port would still be moved, hen
 optional endpoints are switched off, and the keys go in through AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, which
 makes it refuse anonymous and wrong-key requests. The admin server cannot be switched off in mini mode (only its
 UI), so it gets an explicit port too.
+
+Behind the S3 gateway, the filer's HTTP API (every file by path: read, write, delete), the master's (which
+deletes whole collections, i.e. buckets, on a plain GET) and the volume servers' (file chunks by id) answer
+anyone who can reach their ports, keys or not. Only the S3 API may: ``-disableHttp`` turns the master's and the
+filer's HTTP APIs off (their ports answer 404 to everything; the gateway talks to them over gRPC), and the volume
+servers, whose HTTP the gateway needs for the data itself, are protected the way SeaweedFS protects them, with
+signed tokens (``security.toml``'s ``jwt.signing`` and ``jwt.filer_signing`` keys, each for writes and for
+reads, given as ``WEED_JWT_*`` variables): a request then needs a JWT signed with a key only the ``weed``
+process holds, and the gateway signs its own. The keys are derived from the stack's S3 secret (HMAC per
+purpose), so they are as private as the credentials file and stable across restarts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import logging
 import re
 import shutil
@@ -19,6 +31,7 @@ import socket
 import stat
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Final
 
 import boto3
 from botocore.config import Config
@@ -121,6 +134,7 @@ class SeaweedFS(StackService):
             f"-ip={self.host}",
             f"-ip.bind={self.host}",
             "-master.telemetry=false",
+            "-disableHttp",  # master and filer: gRPC only (see the module docstring)
             "-webdav=false",
             "-admin.ui=false",
             "-s3.port.iceberg=0",
@@ -137,7 +151,7 @@ class SeaweedFS(StackService):
     def server_vars(self) -> dict[str, str]:
         if self.credentials is None:
             raise StackError("no S3 credentials to start SeaweedFS with; run `fraudctl up`")
-        return self.credentials.env()
+        return {**self.credentials.env(), **signing_keys(self.credentials.secret_key)}
 
     def prepare(self) -> None:
         super().prepare()
@@ -196,6 +210,24 @@ class SeaweedFS(StackService):
         except BotoCoreError as exc:
             return f"S3 did not answer ({exc})"
         return None
+
+
+JWT_KEY_VARIABLES: Final = (
+    "WEED_JWT_SIGNING_KEY",
+    "WEED_JWT_SIGNING_READ_KEY",
+    "WEED_JWT_FILER_SIGNING_KEY",
+    "WEED_JWT_FILER_SIGNING_READ_KEY",
+)
+"""``security.toml``'s volume (write, read) and filer (write, read) signing keys, as weed reads them from the
+environment."""
+
+
+def signing_keys(secret: str) -> dict[str, str]:
+    """The JWT signing keys of the filer and volume HTTP APIs, derived from the S3 secret (one per purpose)."""
+    return {
+        name: hmac.new(secret.encode(), f"fraud-stack {name}".encode(), hashlib.sha256).hexdigest()
+        for name in JWT_KEY_VARIABLES
+    }
 
 
 def _accepts_connections(host: str, port: int) -> bool:
