@@ -269,7 +269,7 @@ class FraudPredictor(Model):  # type: ignore[misc]
         gc.freeze()
         self.ready = True  # last: readiness probes read it
         log.info(
-            "serving %s version %s (%s, %s features, review >= %.6g, block >= %.6g) from %s in %.1f s",
+            "serving %s version %s (%s, %s features, review >= %.6g, block >= %.6g) from %s in %.1f s, %s",
             self.name,
             model.version,
             model.native.family,
@@ -278,7 +278,8 @@ class FraudPredictor(Model):  # type: ignore[misc]
             thresholds.block,
             model.source,
             time.perf_counter() - started,
-            extra={"fields": {"model_version": model.version, "event": "model_loaded"}},
+            "fast path" if self.fast_path else "KServe's public handlers and public library APIs only",
+            extra={"fields": {"model_version": model.version, "event": "model_loaded", "fast_path": self.fast_path}},
         )
 
     @staticmethod

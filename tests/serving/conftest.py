@@ -223,3 +223,20 @@ def start_predictor(serving_logs: Path) -> Callable[..., PredictorProcess]:
 def genuine_csv() -> Path:
     """The head of the published PaySim log (steps 1–9)."""
     return SAMPLE
+
+
+@pytest.fixture(scope="session")
+def public_server(served_model: PipelineOutcome, serving_logs: Path) -> Iterator[PredictorProcess]:
+    """A predictor serving the same version through KServe's public handlers only (``FRAUD_SERVE_FAST_PATH=0``),
+    with a short body read timeout (2 s) for the slow-client test."""
+    server = start_server(
+        "public",
+        serving_logs,
+        args=["--alias", ALIAS],
+        env={"FRAUD_SERVE_FAST_PATH": "0", "FRAUD_SERVE_READ_TIMEOUT": "2"},
+    )
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
