@@ -1,7 +1,7 @@
 """The KServe model server, adjusted where its defaults do not fit a fraud predictor.
 
 `FraudModelServer` is `kserve.ModelServer` (same FastAPI app, same V1/V2 routes, same gRPC servicer, same
-``/metrics``) with six changes, each for a reason:
+``/metrics``) with six changes, each for a reason (the KServe internals they reuse are in `fraud.compat.kserve`):
 
 1. **Bind address.** KServe binds REST to 0.0.0.0 and gRPC to [::] with no option. Locally that exposes a
    model to the network, so both bind ``FRAUD_SERVE_HOST`` (127.0.0.1 by default; a pod sets 0.0.0.0, which
@@ -14,9 +14,15 @@
    FastAPI answers a malformed V2 body with 422 and its own error list; it gets a 400 with one clear message
    like every other invalid input. Malformed V2 binary payloads (a ``KeyError`` deep in KServe's decoder would
    be a 500) become 400s.
-4. **Request logging.** One JSON line per request (REST middleware, gRPC interceptor) with the request id,
-   status and latency, replacing uvicorn's access log and KServe's timing lines; requests with a declared body
-   larger than ``FRAUD_SERVE_MAX_BODY_BYTES`` are refused with 413 before they are read.
+4. **Request logging and bodies.** One JSON line per request (REST middleware, gRPC interceptor) with the
+   request id, status and latency, replacing uvicorn's access log and KServe's timing lines. The middleware
+   reads every body itself, whatever its framing: a declared ``Content-Length`` above ``FRAUD_SERVE_MAX_BODY_BYTES``
+   is refused with 413 before reading, a chunked body as soon as it passes the cap (uvicorn would hand FastAPI
+   the whole of it), a body not complete within ``FRAUD_SERVE_READ_TIMEOUT`` gets 408, and a client that goes
+   away mid-body is logged as 499 at INFO rather than as a server error. Inference bodies that are not UTF-8 are
+   400s naming the byte, on both paths; bodies nested past a JSON parser's depth are 400s with one message
+   whichever parser met them (msgspec, orjson, or FastAPI's ``json``, whose ``RecursionError`` FastAPI reports
+   as "error parsing the body"). gRPC messages that do not parse are ``INVALID_ARGUMENT``, not ``UNKNOWN``.
 5. **A fast path for inference.** The REST middleware sits in front of FastAPI and answers the two inference
    routes itself when the request is plain JSON for a loaded model: body → ``msgspec`` (`serving.decoding`: a
    valid body, decoded and checked in one pass) or ``orjson`` → the predictor's hooks
@@ -26,6 +32,8 @@
    batch. Everything else (probes, metadata, ``/metrics``, CloudEvents, binary V2, non-JSON content types, V2
    bodies that are not plainly well-formed) goes through KServe's routes unchanged, and a V2 body the fast path
    does not accept is replayed to them, so malformed requests get exactly KServe's answers.
+   ``FRAUD_SERVE_FAST_PATH=0`` switches it off: every request then goes through KServe's routes and
+   `kserve.Model.__call__` (and the model libraries' public APIs), with the same answers.
 6. **Graceful shutdown.** On SIGTERM/SIGINT both servers stop accepting at once, in-flight requests finish (up
    to ``FRAUD_SERVE_GRACE_PERIOD``), the model is unloaded last, and the process exits 0. KServe's own handler
    lets uvicorn capture the signal first, stops gRPC only after REST has drained, and unloads the model while
