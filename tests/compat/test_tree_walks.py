@@ -133,4 +133,7 @@ def test_the_public_only_models_give_the_same_answers() -> None:
     np.testing.assert_array_equal(flat.contributions(score[:10]), plain.contributions(score[:10]))
 
 
-pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # nanmedian of all-NaN columns
+pytestmark = [
+    pytest.mark.slow,  # a few hundred small fits: ~20 s on an idle core
+    pytest.mark.filterwarnings("ignore::RuntimeWarning"),  # nanmedian of all-NaN columns
+]
