@@ -137,6 +137,18 @@ def _open(server: PredictorProcess, headers: str) -> socket.socket:
     return connection
 
 
+def _read_answer(connection: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (these answers all close it)."""
+    answer = b""
+    connection.settimeout(20)
+    try:
+        while chunk := connection.recv(65536):
+            answer += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return answer
+
+
 def _status(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
@@ -150,9 +162,10 @@ def test_a_chunked_body_is_capped_as_it_streams_in(server: PredictorProcess) -> 
         while sent < limit and not select.select([connection], [], [], 0)[0]:
             connection.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             sent += len(chunk)
-        answer = connection.recv(65536)
     except (BrokenPipeError, ConnectionResetError):
-        answer = answer or connection.recv(65536)
+        pass  # the server answered and closed while we were sending: its answer is waiting
+    try:
+        answer = _read_answer(connection)
     finally:
         connection.close()
     # then the server answers 413 once the cap is passed, long before the client is done
@@ -190,9 +203,8 @@ def test_a_slow_client_is_cut_off_after_the_read_timeout(public_server: Predicto
     connection = _open(public_server, "Content-Length: 1000\r\nX-Request-Id: slow-client\r\n")
     connection.sendall(b'{"instances": [')
     started = time.monotonic()
-    connection.settimeout(20)
     try:
-        answer = connection.recv(65536)
+        answer = _read_answer(connection)
     finally:
         connection.close()
     # then it answers 408 after about 2 s and closes the connection

@@ -326,7 +326,10 @@ def test_one_json_log_line_per_request_with_its_id(server: PredictorProcess) -> 
     requests.post(server.v1_url, json={"instances": [TRANSACTION]}, headers={"x-request-id": "log-check-1"}, timeout=10)
     requests.post(server.v1_url, json={"instances": []}, headers={"x-request-id": "log-check-2"}, timeout=10)
     # the line is written once the answer has been sent: wait for both
-    records = _records_when(server, lambda rs: {"log-check-1", "log-check-2"} <= {r.get("request_id") for r in rs})
+    records = _records_when(
+        server,
+        lambda rs: {"log-check-1", "log-check-2"} <= {r.get("request_id") for r in rs if r.get("event") == "request"},
+    )
     lines = [r for r in records if r.get("event") == "request" and r.get("request_id") == "log-check-1"]
     assert len(lines) == 1
     (line,) = lines
