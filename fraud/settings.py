@@ -274,6 +274,26 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- drift monitoring ----------------------------------------------------------------------------------
+    monitor_alpha: float = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="Family-wise false-alarm rate of one drift window (Holm over every test of the window).",
+    )
+    monitor_alert_windows: int = Field(
+        default=3, ge=1, le=100, description="Consecutive drifting windows before a drift alert fires."
+    )
+    monitor_alert_webhook: str | None = Field(
+        default=None, description="Alertmanager-compatible webhook that drift alerts are posted to (none: not sent)."
+    )
+    monitor_retrain_min_frauds: int = Field(
+        default=50, ge=0, description="New labelled frauds needed before drift may trigger retraining."
+    )
+    monitor_retrain_cooldown_hours: float = Field(
+        default=24.0, ge=0, description="Hours after a retraining trigger during which no other one fires."
+    )
+
     # --- derived -----------------------------------------------------------------------------------------
     @property
     def home_dir(self) -> Path:

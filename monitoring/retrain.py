@@ -1,0 +1,117 @@
+"""When to retrain: sustained drift or a measured performance drop, enough new labelled fraud, and a cooldown.
+
+Retraining on every alarm would churn models on noise, and retraining without new fraud labels cannot learn
+the new pattern. The trigger therefore needs all of:
+
+1. a reason: drift in `RetrainPolicy.sustained_windows` windows in a row, or a measured performance drop
+   (recall's upper 95 % bound below `RetrainPolicy.min_recall_ratio` × the version's validation recall);
+2. at least `RetrainPolicy.min_new_frauds` labelled frauds since the last trigger (the material to learn from);
+3. the cooldown since the last trigger has passed.
+
+Every trigger is kept with its reason, time and evidence in the state (and the caller submits the training
+pipeline on the recent window; its result is registered as ``challenger`` and enters the canary flow). This
+module only decides; `fraud.cli.monitor` submits (the monitoring package never imports the pipeline).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RetrainPolicy:
+    sustained_windows: int = 3
+    min_new_frauds: int = 50
+    cooldown: timedelta = timedelta(hours=24)
+    min_recall_ratio: float = 0.8
+
+
+@dataclass(frozen=True)
+class Trigger:
+    at: str
+    reason: str
+    drifted: list[str]
+    new_frauds: int
+    window: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RetrainState:
+    drift_windows: int = 0
+    new_frauds: int = 0
+    last_trigger_at: str | None = None
+    triggers: list[Trigger] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RetrainState:
+        data = json.loads(text)
+        data["triggers"] = [Trigger(**t) for t in data.get("triggers", [])]
+        return cls(**data)
+
+
+def performance_dropped(recall_high: float | None, reference_recall: float | None, policy: RetrainPolicy) -> bool:
+    """True when even the optimistic end of measured recall is well below the version's validation recall."""
+    if recall_high is None or reference_recall is None or reference_recall <= 0:
+        return False
+    return recall_high < policy.min_recall_ratio * reference_recall
+
+
+def observe(
+    state: RetrainState,
+    policy: RetrainPolicy,
+    *,
+    now: datetime,
+    drift: bool,
+    drifted: list[str],
+    new_frauds: int,
+    performance_drop: bool = False,
+    window: dict[str, Any] | None = None,
+) -> tuple[RetrainState, Trigger | None]:
+    """The state after one more window, and the trigger if this window fires one.
+
+    Args:
+        drift: the window's drift verdict.
+        drifted: the drifted columns (recorded in the reason).
+        new_frauds: labelled frauds that matured since the previous window.
+        performance_drop: measured performance fell (see `performance_dropped`).
+    """
+    drift_windows = state.drift_windows + 1 if drift else 0
+    frauds = state.new_frauds + max(new_frauds, 0)
+    updated = replace(state, drift_windows=drift_windows, new_frauds=frauds)
+    reasons = []
+    if drift_windows >= policy.sustained_windows:
+        reasons.append(f"drift in {drift_windows} consecutive windows ({', '.join(drifted) or 'no column named'})")
+    if performance_drop:
+        reasons.append("measured recall dropped below the policy's share of the validation recall")
+    if not reasons or frauds < policy.min_new_frauds:
+        return updated, None
+    last = state.last_trigger_at
+    if last is not None and now - datetime.fromisoformat(last) < policy.cooldown:
+        return updated, None
+    trigger = Trigger(
+        at=now.isoformat(timespec="seconds"),
+        reason="; ".join(reasons) + f"; {frauds} new labelled frauds",
+        drifted=list(drifted),
+        new_frauds=frauds,
+        window=dict(window or {}),
+    )
+    fired = RetrainState(drift_windows=0, new_frauds=0, last_trigger_at=trigger.at, triggers=[*state.triggers, trigger])
+    return fired, trigger
+
+
+def load(path: Path) -> RetrainState:
+    return RetrainState.from_json(path.read_text()) if path.is_file() else RetrainState()
+
+
+def save(path: Path, state: RetrainState) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_suffix(".tmp")
+    temp.write_text(state.to_json())
+    temp.replace(path)

@@ -1,0 +1,76 @@
+"""The retraining trigger on drift verdicts of generated windows: exactly one trigger in a sustained-drift run,
+none in a healthy run, and the guards (new frauds, cooldown) each able to hold it back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from fraud.data.scenarios import get_scenario
+from monitoring import retrain
+from monitoring.drift import detect
+from tests.monitoring.conftest import World, sample
+
+START = datetime(2026, 12, 6, tzinfo=UTC)
+POLICY = retrain.RetrainPolicy(sustained_windows=3, min_new_frauds=20, cooldown=timedelta(hours=24))
+
+
+def run_windows(world: World, months: list[int], scenario: str | None, windows: int) -> list[retrain.Trigger]:
+    state = retrain.RetrainState()
+    fired = []
+    for i in range(windows):
+        month = world.month(months[i % len(months)], get_scenario(scenario) if scenario else None)
+        window = sample(month, 5_000, i)
+        result = detect(window, world.reference)
+        state, trigger = retrain.observe(
+            state,
+            POLICY,
+            now=START + timedelta(hours=i),
+            drift=result.drift,
+            drifted=[c.name for c in result.drifted],
+            new_frauds=int(np.sum(window["isFraud"] > 0)),
+        )
+        if trigger:
+            fired.append(trigger)
+    return fired
+
+
+def test_sustained_drift_triggers_exactly_once(world: World) -> None:
+    fired = run_windows(world, [21, 22], "type_mix", 8)
+    assert len(fired) == 1
+    assert "drift in 3 consecutive windows" in fired[0].reason and "type" in fired[0].drifted
+
+
+def test_healthy_traffic_never_triggers(world: World) -> None:
+    assert run_windows(world, [23, 24], None, 8) == []
+
+
+def test_guards_hold_a_trigger_back() -> None:
+    state = retrain.RetrainState()
+    for i in range(5):  # drifting, but no labelled fraud to learn from
+        state, trigger = retrain.observe(
+            state, POLICY, now=START + timedelta(hours=i), drift=True, drifted=["amount"], new_frauds=0
+        )
+        assert trigger is None
+    state, trigger = retrain.observe(
+        state, POLICY, now=START + timedelta(hours=6), drift=True, drifted=["amount"], new_frauds=25
+    )
+    assert trigger is not None and trigger.new_frauds == 25
+    for i in range(7, 30):  # inside the cooldown: nothing, however much drift and fraud
+        state, trigger = retrain.observe(
+            state, POLICY, now=START + timedelta(hours=i), drift=True, drifted=["amount"], new_frauds=100
+        )
+        assert trigger is None
+    state, trigger = retrain.observe(
+        state, POLICY, now=START + timedelta(hours=31), drift=True, drifted=["amount"], new_frauds=1
+    )
+    assert trigger is not None
+    restored = retrain.RetrainState.from_json(state.to_json())
+    assert restored == state and len(restored.triggers) == 2
+
+
+def test_a_measured_recall_drop_is_a_reason() -> None:
+    assert retrain.performance_dropped(0.30, 0.5, POLICY)
+    assert not retrain.performance_dropped(0.45, 0.5, POLICY)
+    assert not retrain.performance_dropped(None, 0.5, POLICY)
