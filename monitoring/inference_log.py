@@ -22,6 +22,7 @@ from typing import Final
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fraud.contracts import PAYSIM
@@ -97,14 +98,58 @@ def log_objects(store: ObjectStore, bucket: str, since: datetime, until: datetim
     return objects
 
 
-def read_tables(store: ObjectStore, objects: Iterable[S3Uri], columns: list[str] | None = None) -> list[pa.Table]:
-    """Download and parse Parquet objects, a few at a time (S3 latency, not CPU, bounds this)."""
+def read_tables(
+    store: ObjectStore,
+    objects: Iterable[S3Uri],
+    columns: list[str] | None = None,
+    dictionary: Iterable[str] = (),
+) -> list[pa.Table]:
+    """Download and parse Parquet objects, a few at a time (S3 latency, not CPU, bounds this).
+
+    ``dictionary``: columns read dictionary-encoded (pandas makes them Categorical).
+    """
+    as_dictionary = list(dictionary)
 
     def one(uri: S3Uri) -> pa.Table:
-        return pq.read_table(io.BytesIO(store.get_bytes(uri)), columns=columns)
+        return pq.read_table(io.BytesIO(store.get_bytes(uri)), columns=columns, read_dictionary=as_dictionary or None)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(one, objects))
+
+
+CATEGORICAL_COLUMNS: Final = ("model_name", "model_version", "arm", "endpoint", "protocol", "type", "decision")
+"""Text columns with a handful of values: `read_log` gives them as pandas Categorical (a 1M-row log is ~40 %
+smaller and several times faster to build that way)."""
+
+
+def read_log_table(
+    settings: Settings,
+    since: datetime,
+    until: datetime,
+    version: str | None = None,
+    *,
+    store: ObjectStore | None = None,
+    columns: list[str] | None = None,
+) -> pa.Table:
+    """The rows received in [since, until) as one Arrow table, as stored (halves written apart stay apart).
+
+    For readers that aggregate columns without pandas; ``columns`` reads only those (plus ``received_at``).
+    """
+    since, until = _utc(since), _utc(until)
+    store = store or ObjectStore.from_settings(settings)
+    wanted = None if columns is None else list(dict.fromkeys(["received_at", *columns]))
+    dictionary = [name for name in CATEGORICAL_COLUMNS if wanted is None or name in wanted]
+    objects = log_objects(store, settings.monitor_log_bucket, since, until, version)
+    tables = read_tables(store, objects, wanted, dictionary)
+    if not tables:
+        schema = LOG_SCHEMA if wanted is None else pa.schema([LOG_SCHEMA.field(name) for name in wanted])
+        return schema.empty_table()
+    table = pa.concat_tables(tables, promote_options="default")
+    received = table.column("received_at")
+    start = pa.scalar(since, type=pa.timestamp("ms", tz="UTC"))
+    end = pa.scalar(until, type=pa.timestamp("ms", tz="UTC"))
+    table = table.filter(pc.and_(pc.greater_equal(received, start), pc.less(received, end)))
+    return table.select(wanted or LOG_SCHEMA.names)
 
 
 def read_log(
@@ -118,22 +163,11 @@ def read_log(
     """The logged predictions received in [since, until), one row per transaction, in `LOG_SCHEMA`'s columns.
 
     Halves written apart (a request flushed as unmatched before its response came) are joined again here, so a
-    transaction appears once. ``version`` keeps one model version's partition only.
+    transaction appears once. ``version`` keeps one model version's partition only. `CATEGORICAL_COLUMNS` come
+    as pandas Categorical.
     """
-    since, until = _utc(since), _utc(until)
-    store = store or ObjectStore.from_settings(settings)
-    tables = read_tables(store, log_objects(store, settings.monitor_log_bucket, since, until, version))
-    if not tables:
-        empty: pd.DataFrame = LOG_SCHEMA.empty_table().to_pandas()
-        return empty
-    table = pa.concat_tables(tables, promote_options="default")
-    received = table.column("received_at")
-    start = pa.scalar(since, type=pa.timestamp("ms", tz="UTC"))
-    end = pa.scalar(until, type=pa.timestamp("ms", tz="UTC"))
-    import pyarrow.compute as pc
-
-    table = table.filter(pc.and_(pc.greater_equal(received, start), pc.less(received, end)))
-    frame = table.select(LOG_SCHEMA.names).to_pandas()
+    table = read_log_table(settings, since, until, version, store=store)
+    frame: pd.DataFrame = table.to_pandas(split_blocks=True, self_destruct=True)
     return _rejoin_halves(frame)
 
 

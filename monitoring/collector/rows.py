@@ -11,10 +11,13 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Final
+from datetime import UTC, date, datetime
+from operator import attrgetter
+from typing import Annotated, Any, Final
 
+import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fraud.contracts import PAYSIM
 from fraud.errors import DataValidationError
@@ -240,18 +243,134 @@ def _add_pair(out: dict[tuple[str, str], _Columns], pair: Pair) -> None:
         data["matched"].append(matched)
 
 
+class _TypedTransaction(msgspec.Struct, gc=False):
+    """A V1 instance whose kept fields all have the contract's JSON kinds (the everyday case)."""
+
+    step: Annotated[int, msgspec.Meta(ge=-(2**31), lt=2**31)] | None = None
+    type: str | None = None
+    amount: float | None = None
+    nameOrig: str | None = None  # noqa: N815 (the dataset's spelling)
+    oldbalanceOrg: float | None = None  # noqa: N815
+    nameDest: str | None = None  # noqa: N815
+    oldbalanceDest: float | None = None  # noqa: N815
+    newbalanceOrig: float | None = None  # noqa: N815
+    newbalanceDest: float | None = None  # noqa: N815
+
+
+class _TypedRequest(msgspec.Struct, gc=False):
+    instances: list[_TypedTransaction]
+
+
+class _TypedPrediction(msgspec.Struct, gc=False):
+    fraud_probability: float | None = None
+    decision: str | None = None
+    model_version: str | None = None
+    reasons: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"[]"))
+
+
+class _TypedResponse(msgspec.Struct, gc=False):
+    predictions: list[_TypedPrediction]
+
+
+_TYPED_REQUEST: Final = msgspec.json.Decoder(_TypedRequest)
+_TYPED_RESPONSE: Final = msgspec.json.Decoder(_TypedResponse)
+_TXN_GETTERS: Final = [(name, attrgetter(name)) for name in TRANSACTION_COLUMNS]
+
+
+def _typed(pair: Pair) -> tuple[list[_TypedTransaction], list[_TypedPrediction]] | None:
+    """Both halves of a V1 call, strictly typed, with one prediction per instance; else None (general path)."""
+    if pair.request is None or pair.response is None or pair.response.status not in (None, 200):
+        return None
+    try:
+        txns = _TYPED_REQUEST.decode(pair.request.body).instances
+        preds = _TYPED_RESPONSE.decode(pair.response.body).predictions
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    if not txns or len(txns) != len(preds):  # (JSON has no NaN or infinity: msgspec refuses them)
+        return None
+    return txns, preds
+
+
+def _typed_table(pairs: list[Pair], decoded: list[tuple[list[_TypedTransaction], list[_TypedPrediction]]]) -> pa.Table:
+    """The rows of matched V1 pairs, built a column at a time."""
+    owner: list[int] = []
+    index: list[int] = []
+    txns: list[_TypedTransaction] = []
+    preds: list[_TypedPrediction] = []
+    for k, (pair_txns, pair_preds) in enumerate(decoded):
+        owner.extend([k] * len(pair_txns))
+        index.extend(range(len(pair_txns)))
+        txns.extend(pair_txns)
+        preds.extend(pair_preds)
+    requests = [pair.request for pair in pairs]
+    responses = [pair.response for pair in pairs]
+    assert all(r is not None for r in requests) and all(r is not None for r in responses)
+    latency = [(_event_time(resp) - _event_time(req)) * 1000.0 for req, resp in zip(requests, responses, strict=True)]  # type: ignore[arg-type]
+    arm = [ARMS.get(r.endpoint or "", r.endpoint) or r.component or r.source for r in requests]  # type: ignore[union-attr]
+    per_pair: dict[str, list[Any]] = {
+        "request_id": [r.id for r in requests],  # type: ignore[union-attr]
+        "received_at": [int(r.received_at * 1000) for r in requests],  # type: ignore[union-attr]
+        "model_name": [r.model_name for r in requests],  # type: ignore[union-attr]
+        "arm": arm,
+        "endpoint": [r.endpoint for r in requests],  # type: ignore[union-attr]
+        "status": [r.status or 200 for r in responses],  # type: ignore[union-attr]
+        "latency_ms": latency,
+    }
+    columns: dict[str, Any] = {name: [values[k] for k in owner] for name, values in per_pair.items()}
+    columns["row"] = index
+    columns["model_version"] = [p.model_version or UNKNOWN_VERSION for p in preds]
+    columns["protocol"] = ["v1"] * len(txns)
+    for name, get in _TXN_GETTERS:
+        columns[name] = [get(t) for t in txns]
+    columns["score"] = [p.fraud_probability for p in preds]
+    columns["decision"] = [p.decision for p in preds]
+    columns["reasons"] = [bytes(p.reasons).decode() for p in preds]
+    columns["matched"] = [True] * len(txns)
+    return pa.table({field.name: pa.array(columns[field.name], field.type) for field in LOG_SCHEMA}, schema=LOG_SCHEMA)
+
+
+def _partitions(table: pa.Table) -> dict[str, pa.Table]:
+    """Split rows by (day of received_at, model version) into tables keyed by their partition prefix."""
+    days = pc.strftime(table.column("received_at"), format="%Y-%m-%d").to_pylist()
+    versions = table.column("model_version").to_pylist()
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, key in enumerate(zip(days, versions, strict=True)):
+        groups[key].append(i)
+    if len(groups) == 1:
+        ((day, version),) = groups
+        return {partition_prefix(date.fromisoformat(day), version): table}
+    return {
+        partition_prefix(date.fromisoformat(day), version): table.take(pa.array(rows, pa.int64()))
+        for (day, version), rows in groups.items()
+    }
+
+
 def log_tables(pairs: list[Pair]) -> dict[str, pa.Table]:
-    """Inference-log tables keyed by their partition prefix (``inference-log/day=…/model_version=…/``)."""
+    """Inference-log tables keyed by their partition prefix (``inference-log/day=…/model_version=…/``).
+
+    Matched V1 calls with well-typed bodies (nearly all traffic) take a columnar path; the rest (V2, unmatched
+    halves, odd values) the general one, which keeps anything of the wrong kind as a null.
+    """
+    typed_pairs: list[Pair] = []
+    typed: list[tuple[list[_TypedTransaction], list[_TypedPrediction]]] = []
     out: dict[tuple[str, str], _Columns] = {}
     for pair in pairs:
-        _add_pair(out, pair)
-    tables: dict[str, pa.Table] = {}
-    for (day, version), columns in sorted(out.items()):
+        decoded = _typed(pair)
+        if decoded is None:
+            _add_pair(out, pair)
+        else:
+            typed_pairs.append(pair)
+            typed.append(decoded)
+    parts: dict[str, list[pa.Table]] = defaultdict(list)
+    if typed:
+        for prefix, table in _partitions(_typed_table(typed_pairs, typed)).items():
+            parts[prefix].append(table)
+    for (day, version), columns in out.items():
         table = pa.table(
             {field.name: pa.array(columns.data[field.name], field.type) for field in LOG_SCHEMA}, schema=LOG_SCHEMA
         )
-        tables[partition_prefix(datetime.fromisoformat(day).date(), version)] = table
-    return tables
+        parts[partition_prefix(datetime.fromisoformat(day).date(), version)].append(table)
+    return {prefix: pa.concat_tables(tables) for prefix, tables in sorted(parts.items())}
 
 
 def label_tables(posts: list[Envelope]) -> dict[str, pa.Table]:
