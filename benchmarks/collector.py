@@ -339,6 +339,7 @@ def volume_chain(
 
     collector = Collector(settings, home, {})
     empty_start = collector.start(home / "empty-wal")  # the same process with nothing to replay: imports, bucket
+    empty_cpu = collector.cpu_seconds()
     collector.stop()
     peak_rss = 0.0
     started = time.perf_counter()
@@ -360,6 +361,7 @@ def volume_chain(
     with contextlib.suppress(psutil.Error):
         peak_rss = max(peak_rss, psutil.Process(collector.pid).memory_info().rss / 2**20)
     status = requests.get(f"{collector.url}/v1/status", timeout=10).json()
+    cpu = collector.cpu_seconds()
     collector.stop()
     since = datetime.fromtimestamp(start - 60, UTC)
     until = datetime.fromtimestamp(start + rows * 0.0005 + 60, UTC)
@@ -372,6 +374,8 @@ def volume_chain(
         "collector_start_to_all_in_store_s": round(to_store, 2),
         "collector_start_with_empty_log_s": round(empty_start, 2),
         "replay_join_write_s": round(to_store - empty_start, 2),
+        "collector_cpu_s": round(cpu, 1),
+        "collector_cpu_s_empty_start": round(empty_cpu, 1),
         "collector_peak_rss_mb_sampled": round(peak_rss, 1),
         "wal_bytes_left": status["wal_bytes"],
         "read_back": back,

@@ -51,6 +51,7 @@ MAX_BACKLOG: Final = 2_000_000
 """Events held in memory (joined or waiting) before new ones get 503: bounds memory while the store is down."""
 _JOURNAL_COMPACT_BYTES: Final = 16 * 1024 * 1024
 _RETRY_MAX: Final = 30.0
+_PRUNE_SECONDS: Final = 3600.0
 STORED: Final = b'{"status":"stored"}'
 DUPLICATE: Final = b'{"status":"duplicate"}'
 
@@ -110,6 +111,7 @@ class Collector:
         self.last_flush_at: float | None = None
         self.last_flush_error: str | None = None
         self.recovered_events = 0
+        self._pruned_at = time.monotonic()
         self.metrics.bind(self.flush_lag, self._wal_bytes, lambda: float(len(self._halves)))
 
     # --- lifecycle -------------------------------------------------------------------------------------------
@@ -310,6 +312,10 @@ class Collector:
                 return
             try:
                 await self.flush(unmatched=True)
+                if time.monotonic() - self._pruned_at > _PRUNE_SECONDS:
+                    async with self._flush_lock:  # no segment is retired (its keys frozen) meanwhile
+                        await asyncio.to_thread(self.keys.load)  # forgets ids older than the dedup horizon
+                    self._pruned_at = time.monotonic()
             except Exception:  # a bug must not stop the collector from taking events; it stays in the log
                 log.exception("flush failed; the events stay in the write-ahead log and are retried")
                 await asyncio.sleep(1.0)
