@@ -17,8 +17,8 @@ from typing import Final
 
 import orjson
 
-from monitoring.collector.http import HttpServer, Request, Response
-from monitoring.collector.service import Answer, Collector
+from monitoring.collector.http import HttpServer, Reply, Request, Response
+from monitoring.collector.service import Collector
 
 log = logging.getLogger(__name__)
 
@@ -26,26 +26,22 @@ _EVENT_PATHS: Final = frozenset({"/", "/v1/events"})
 _PROMETHEUS: Final = b"text/plain; version=0.0.4; charset=utf-8"
 
 
-def _answer(answer: Answer) -> Response:
-    return Response(answer.status, answer.body)
-
-
 class CollectorApp:
     def __init__(self, collector: Collector, max_body: int) -> None:
         self.collector = collector
         self.max_body = max_body
 
-    async def __call__(self, request: Request) -> Response:  # noqa: PLR0911 (one return per route)
+    def __call__(self, request: Request) -> Reply:  # noqa: PLR0911 (one return per route)
         method, path = request.method, request.path
         collector = self.collector
         if method == "POST" and path in _EVENT_PATHS:
             if request.too_large:
                 return self._oversized()
-            return _answer(await collector.ingest(request.headers, request.body))
+            return collector.submit(request.headers, request.body)
         if method == "POST" and path == "/v1/labels":
             if request.too_large:
                 return self._oversized()
-            return _answer(await collector.ingest_labels(request.body))
+            return collector.ingest_labels(request.body)
         if method == "GET" and path == "/metrics":
             return Response(200, collector.metrics.render(), content_type=_PROMETHEUS)
         if method == "GET" and path == "/healthz":
@@ -53,10 +49,13 @@ class CollectorApp:
         if method == "GET" and path == "/v1/status":
             return Response(200, orjson.dumps(collector.status()))
         if method == "POST" and path == "/v1/flush":
-            rows = await collector.flush(all_halves=b"unmatched=1" in request.query)
-            return Response(200, orjson.dumps({"rows": rows}))
+            return self._flush(all_halves=b"unmatched=1" in request.query)
         collector.metrics.bad["not_found"] += 1
         return Response(404, orjson.dumps({"error": f"no {method} {path}; events go to POST /"}))
+
+    async def _flush(self, *, all_halves: bool) -> Response:
+        rows = await self.collector.flush(all_halves=all_halves)
+        return Response(200, orjson.dumps({"rows": rows}))
 
     def _oversized(self) -> Response:
         self.collector.metrics.received["unknown"] += 1

@@ -13,10 +13,10 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Final, cast
+from typing import Any, Final, cast
 
 import httptools
 
@@ -43,7 +43,10 @@ class Response:
     close: bool = False
 
 
-Handler = Callable[[Request], Awaitable[Response]]
+Reply = Response | asyncio.Future[Response] | Coroutine[Any, Any, Response]
+"""A response now, or later through a future (the cheap way) or a coroutine (run as a task)."""
+Handler = Callable[[Request], Reply]
+_INTERNAL_ERROR: Final = Response(500, b'{"error":"internal error; the event was not stored, send it again"}')
 _REASONS: Final = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
@@ -138,17 +141,31 @@ class Connection(asyncio.Protocol):
 
     # --- handling ------------------------------------------------------------------------------------------
     def _start(self, request: Request) -> None:
+        """Answer at once, or when the handler's future or coroutine is done (the next pipelined one waits)."""
         self.busy = True
-        task = self.loop.create_task(self._handle(request))
-        self.server.tasks.add(task)
-        task.add_done_callback(self.server.tasks.discard)
-
-    async def _handle(self, request: Request) -> None:
         try:
-            response = await self.server.handler(request)
+            result = self.server.handler(request)
         except Exception:
             log.exception("handler failed for %s %s", request.method, request.path)
-            response = Response(500, b'{"error":"internal error; the event was not stored, send it again"}')
+            self._finish(request, _INTERNAL_ERROR)
+            return
+        if isinstance(result, Response):
+            self._finish(request, result)
+            return
+        waiter = result if isinstance(result, asyncio.Future) else self.loop.create_task(result)
+        self.server.tasks.add(waiter)
+        waiter.add_done_callback(lambda done: self._done(request, done))
+
+    def _done(self, request: Request, done: asyncio.Future[Response]) -> None:
+        self.server.tasks.discard(done)
+        if done.cancelled() or done.exception() is not None:
+            if not done.cancelled():
+                log.error("handler failed for %s %s", request.method, request.path, exc_info=done.exception())
+            self._finish(request, _INTERNAL_ERROR)
+            return
+        self._finish(request, done.result())
+
+    def _finish(self, request: Request, response: Response) -> None:
         if self.closed or self.transport is None:
             return
         keep_alive = request.keep_alive and not response.close and not self.server.stopping
@@ -178,7 +195,7 @@ class HttpServer:
         self.max_body = max_body
         self.loop = asyncio.get_running_loop()
         self.connections: set[Connection] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Future[Response]] = set()
         self.stopping = False
         self._server: asyncio.Server | None = None
 

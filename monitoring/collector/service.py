@@ -24,7 +24,6 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -38,6 +37,7 @@ from fraud.settings import Settings
 from fraud.store import ObjectStore, S3Uri
 from monitoring.collector import events
 from monitoring.collector.events import BadEventError, Envelope, Kind
+from monitoring.collector.http import Response as Answer
 from monitoring.collector.journal import Intent, Journal
 from monitoring.collector.keys import KeyIndex
 from monitoring.collector.metrics import TYPES, CollectorMetrics
@@ -58,12 +58,6 @@ DUPLICATE: Final = b'{"status":"duplicate"}'
 
 class FlushNotStartedError(Exception):
     """A flush failed before its intent was recorded, so its events can go into another flush."""
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: bytes
 
 
 def _error(status: int, message: str, **extra: Any) -> Answer:
@@ -146,8 +140,16 @@ class Collector:
         self.journal.close()
 
     # --- ingest ----------------------------------------------------------------------------------------------
-    async def ingest(self, headers: Mapping[bytes, bytes], body: bytes) -> Answer:  # noqa: PLR0911 (one per outcome)
+    async def ingest(self, headers: Mapping[bytes, bytes], body: bytes) -> Answer:
         """One binary-mode CloudEvent: 200 once durable (or a duplicate), 4xx when bad, 503 when not stored."""
+        answer = self.submit(headers, body)
+        return answer if isinstance(answer, Answer) else await answer
+
+    def submit(self, headers: Mapping[bytes, bytes], body: bytes) -> Answer | asyncio.Future[Answer]:
+        """`ingest` without a coroutine: the answer now (bad, duplicate, full) or a future settled once durable.
+
+        The HTTP server calls this on every event; a future and a callback cost a fraction of a task.
+        """
         m = self.metrics
         try:
             envelope = events.from_http(headers, body, seq=0)
@@ -163,28 +165,37 @@ class Collector:
             return Answer(200, DUPLICATE)
         first = self._inflight.get(key)
         if first is not None:
-            try:
-                await asyncio.shield(first)
-            except OSError:
-                m.unavailable += 1
-                return _error(503, "the first delivery of this event could not be stored; send it again")
-            m.duplicates[kind] += 1
-            return Answer(200, DUPLICATE)
+            return asyncio.ensure_future(self._after_first_delivery(first, kind))
         if self.backlog() >= MAX_BACKLOG:
             m.unavailable += 1
             return _error(503, "collector backlog full (object store unreachable?); send it again later")
         envelope.seq = self._take_seq()
-        future = self.wal.append(envelope.seq, events.encode(envelope), envelope)
-        self._inflight[key] = future
-        try:
-            await future
-        except OSError as exc:
-            m.unavailable += 1
-            return _error(503, f"write-ahead log unavailable ({exc}); send the event again")
-        finally:
+        durable = self.wal.append(envelope.seq, events.encode(envelope), envelope)
+        self._inflight[key] = durable
+        answer: asyncio.Future[Answer] = durable.get_loop().create_future()
+
+        def settled(done: asyncio.Future[int]) -> None:
             del self._inflight[key]
-        m.acked[kind] += 1
-        return Answer(200, STORED)
+            error = done.exception()
+            if error is not None:
+                m.unavailable += 1
+                answer.set_result(_error(503, f"write-ahead log unavailable ({error}); send the event again"))
+            else:
+                m.acked[kind] += 1
+                answer.set_result(Answer(200, STORED))
+
+        durable.add_done_callback(settled)
+        return answer
+
+    async def _after_first_delivery(self, first: asyncio.Future[int], kind: str) -> Answer:
+        """A duplicate that came while the first delivery was being written: answer as that write ends."""
+        try:
+            await asyncio.shield(first)
+        except OSError:
+            self.metrics.unavailable += 1
+            return _error(503, "the first delivery of this event could not be stored; send it again")
+        self.metrics.duplicates[kind] += 1
+        return Answer(200, DUPLICATE)
 
     async def ingest_labels(self, body: bytes) -> Answer:
         """``POST /v1/labels``: validated, durable, then answered with accepted/unknown counts."""
