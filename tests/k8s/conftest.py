@@ -7,6 +7,7 @@ returns nothing offline), Kubernetes schemas come from kubernetes-validate, KSer
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,10 +75,17 @@ def load_values(path: Path | None) -> dict[str, Any]:
     return loaded
 
 
-def render(values: dict[str, Any] | None = None, name: str = "custom") -> Rendered:
-    """Render the chart offline as `helm install fraud-platform -n fraud` would (schema enforced)."""
+def render(values: dict[str, Any] | None = None, name: str = "custom", api_versions: tuple[str, ...] = ()) -> Rendered:
+    """Render the chart offline as `helm install fraud-platform -n fraud` would (schema enforced).
+
+    `api_versions` are added to `.Capabilities.APIVersions` (as `helm template --api-versions` does), e.g.
+    ``monitoring.coreos.com/v1/PrometheusRule`` for a cluster with the Prometheus Operator's CRDs.
+    """
     with helm.Chart.load(str(CHART)) as chart:
-        manifests = chart.render(values or None, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        if api_versions:
+            manifests = _render_with_api_versions(chart, values, api_versions)
+        else:
+            manifests = chart.render(values or None, name=RELEASE, namespace=NAMESPACE, is_install=True)
     rendered = Rendered(name=name, values=values or {}, manifests=manifests)
     for path, text in sorted(manifests.items()):
         if path.endswith("NOTES.txt"):
@@ -88,6 +96,20 @@ def render(values: dict[str, Any] | None = None, name: str = "custom") -> Render
                 assert isinstance(doc, dict), f"{path}: not a mapping"
                 rendered.objects.append(doc)
     return rendered
+
+
+def _render_with_api_versions(
+    chart: helm.Chart, values: dict[str, Any] | None, api_versions: tuple[str, ...]
+) -> dict[str, str]:
+    """`Chart.render` with extra API versions. helm-python-sdk 0.2.2's native render takes an `api_versions` option
+    (Helm's `--api-versions`) that its Python wrapper does not expose yet, so this passes it to the native call
+    with the same options `Chart.render` sends; `test_monitoring_chart` checks that the option takes effect."""
+    from helm_python import _native
+
+    options = {"name": RELEASE, "namespace": NAMESPACE, "is_install": True, "api_versions": list(api_versions)}
+    text = _native.call_string("helm_render", chart._raw(), json.dumps(values) if values else None, json.dumps(options))
+    manifests: dict[str, str] = json.loads(text)
+    return manifests
 
 
 @pytest.fixture(scope="session")

@@ -469,7 +469,6 @@ BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
     ("version that is not a number", {"predictor": {"model": {"version": "latest"}}}, "version"),
     ("canary name not a DNS label", {"predictor": {"canary": {"name": "Challenger_1"}}}, "name"),
     ("zero replicas", {"predictor": {"minReplicas": 0}}, "minimum"),
-    ("monitoring before it exists", {"monitoring": {"enabled": True}}, "monitoring"),
     ("limits removed", {"mlflow": {"resources": {"limits": None}}}, "limits"),  # null deletes the default
     ("pull policy", {"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
     ("reserved predictor env", {"predictor": {"env": {"FRAUD_SERVE_HOST": "127.0.0.1"}}}, "FRAUD_SERVE_HOST"),

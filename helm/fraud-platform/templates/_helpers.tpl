@@ -222,10 +222,10 @@ imagePullSecrets:
   - name: {{ . }}
 {{- end }}
 {{- end }}
-{{- if $ctx.Values.predictor.logger.enabled }}
+{{- if include "fraud-platform.loggerEnabled" $ctx }}
 logger:
   mode: {{ $ctx.Values.predictor.logger.mode }}
-  url: {{ $ctx.Values.predictor.logger.url | quote }}
+  url: {{ include "fraud-platform.loggerUrl" $ctx | quote }}
 {{- end }}
 containers:
   {{- include "fraud-platform.predictorContainer" (dict "ctx" $ctx "model" .model) | nindent 2 }}
@@ -233,4 +233,25 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: 1Gi
+{{- end -}}
+
+{{/*
+Monitoring (issue 15). The collector's name and in-cluster URL, and the payload logger KServe runs beside the
+predictor: on when `predictor.logger.enabled` or `monitoring.enabled`; its URL is `predictor.logger.url` when
+given, else the collector's Service (the Service port is the container port, so NetworkPolicies match on it).
+*/}}
+{{- define "fraud-platform.collectorName" -}}
+{{- include "fraud-platform.componentName" (dict "ctx" . "component" "collector") -}}
+{{- end -}}
+
+{{- define "fraud-platform.collectorUrl" -}}
+{{- printf "http://%s.%s.svc.cluster.local:%d/" (include "fraud-platform.collectorName" .) .Release.Namespace (int .Values.monitoring.collector.port) -}}
+{{- end -}}
+
+{{- define "fraud-platform.loggerEnabled" -}}
+{{- if or .Values.predictor.logger.enabled .Values.monitoring.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{- define "fraud-platform.loggerUrl" -}}
+{{- .Values.predictor.logger.url | default (include "fraud-platform.collectorUrl" .) -}}
 {{- end -}}

@@ -1,0 +1,447 @@
+"""The chart's monitoring (issue 15 item 8): `monitoring.enabled` renders the inference-log collector and wires the
+predictor's payload logger to it.
+
+Given the chart rendered by Helm's own engine with monitoring off and on (and with or without the Prometheus
+Operator's CRDs among the cluster's API versions), then: nothing of it exists when off; when on, the collector's
+Deployment, Service, PVC, ServiceAccount and NetworkPolicies validate strictly, its pod is restricted, its command
+and FRAUD_* environment are what `python -m monitoring.collector` and `fraud.settings.Settings` read, KServe's
+logger posts to its Service, the NetworkPolicies select the pods they are about, and the PrometheusRule and
+ServiceMonitor appear exactly when their CRDs do, naming only metrics the collector exports.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+
+from fraud.settings import Settings
+from monitoring.collector.metrics import CollectorMetrics
+
+from .conftest import CHART, KUBE_VERSIONS, NAMESPACE, RELEASE, Obj, Rendered, render, yaml_load
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+COLLECTOR = f"{RELEASE}-collector"
+PROMETHEUS_RULE = "monitoring.coreos.com/v1/PrometheusRule"
+SERVICE_MONITOR = "monitoring.coreos.com/v1/ServiceMonitor"
+ON: dict[str, Any] = {"monitoring": {"enabled": True}}
+CUSTOM: dict[str, Any] = {
+    "monitoring": {
+        "enabled": True,
+        "logBucket": "fraud-monitoring-test",
+        "collector": {
+            "port": 9095,
+            "maxEventBytes": 2 * 1024 * 1024,
+            "segmentBytes": 16 * 1024 * 1024,
+            "flushSeconds": 2.5,
+            "flushRows": 1234,
+            "unmatchedSeconds": 90,
+            "dedupSeconds": 86400.5,
+        },
+    }
+}
+"""Every collector setting away from its default, so a misspelt variable (Settings ignores unknown ones) shows."""
+
+
+@pytest.fixture(scope="module")
+def off() -> Rendered:
+    return render({}, "off", api_versions=(PROMETHEUS_RULE, SERVICE_MONITOR))
+
+
+@pytest.fixture(scope="module")
+def on() -> Rendered:
+    return render(ON, "on")
+
+
+@pytest.fixture(scope="module")
+def on_with_crds() -> Rendered:
+    return render(ON, "on+crds", api_versions=(PROMETHEUS_RULE, SERVICE_MONITOR))
+
+
+def _pod(deployment: Obj) -> Obj:
+    spec: Obj = deployment["spec"]["template"]["spec"]
+    return spec
+
+
+def _pod_labels(obj: Obj) -> dict[str, str]:
+    """Labels of the pods an object runs (KServe predictor variants carry them in the spec)."""
+    if obj["kind"] == "InferenceService":
+        labels: dict[str, str] = obj["spec"]["predictor"]["labels"]
+        return labels
+    return dict(obj["spec"]["template"]["metadata"]["labels"])
+
+
+def _matches(selector: Obj, labels: dict[str, str]) -> bool:
+    """Kubernetes label-selector semantics for matchLabels and In/NotIn/Exists expressions."""
+    assert set(selector) <= {"matchLabels", "matchExpressions"}, selector
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and labels.get(key) in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+    return True
+
+
+def _env(container: Obj) -> dict[str, Obj]:
+    return {entry["name"]: entry for entry in container.get("env", [])}
+
+
+def _monitoring_objects(rendered: Rendered) -> list[Obj]:
+    return [
+        obj
+        for obj in rendered.objects
+        if obj["metadata"]["labels"].get("app.kubernetes.io/component") in {"collector", "alerts"}
+        or obj["kind"] in {"PrometheusRule", "ServiceMonitor"}
+        or obj["metadata"]["name"].endswith(("-minio-monitoring", "-predictor-logger"))
+    ]
+
+
+# --- on / off ------------------------------------------------------------------------------------------------------
+
+
+def test_monitoring_off_renders_none_of_it_even_with_the_crds(off: Rendered) -> None:
+    assert _monitoring_objects(off) == []
+    isvc = off.one("InferenceService", "fraud-detector")
+    assert "logger" not in isvc["spec"]["predictor"]
+    assert "collector" not in off.notes
+
+
+def test_monitoring_on_renders_the_collector(on: Rendered) -> None:
+    kinds = sorted((obj["kind"], obj["metadata"]["name"]) for obj in _monitoring_objects(on))
+    assert kinds == [
+        ("Deployment", COLLECTOR),
+        ("NetworkPolicy", COLLECTOR),
+        ("NetworkPolicy", f"{RELEASE}-minio-monitoring"),
+        ("NetworkPolicy", f"{RELEASE}-predictor-logger"),
+        ("PersistentVolumeClaim", COLLECTOR),
+        ("Service", COLLECTOR),
+        ("ServiceAccount", COLLECTOR),
+    ]
+
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+def test_monitoring_objects_validate_strictly(on_with_crds: Rendered, kube_version: str) -> None:
+    for obj in _monitoring_objects(on_with_crds):
+        if obj["kind"] in {"PrometheusRule", "ServiceMonitor"}:  # CRDs: no built-in schema
+            with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+                kubernetes_validate.validate(obj, kube_version, strict=True)
+            continue
+        try:
+            kubernetes_validate.validate(obj, kube_version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} invalid for {kube_version}: {exc.message}")
+
+
+def test_helm_lint_is_clean_with_monitoring_on() -> None:
+    result = helm.lint(str(CHART), ON, strict=True, kube_version="v1.33.0")
+    assert result["errors"] == []
+    assert [m for m in result["messages"] if m["severity"] >= 2] == []
+
+
+# --- the collector's pod -------------------------------------------------------------------------------------------
+
+
+def test_collector_pod_is_restricted_with_writable_volumes_only(on: Rendered) -> None:
+    deployment = on.one("Deployment", COLLECTOR)
+    pod = _pod(deployment)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] == COLLECTOR
+    (container,) = pod["containers"]
+    sc = container["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]} and sc["runAsNonRoot"] is True
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    assert set(mounts) == {"/tmp", "/data"}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    assert volumes[mounts["/data"]]["persistentVolumeClaim"]["claimName"] == COLLECTOR
+    for volume in volumes.values():
+        assert set(volume) - {"name"} <= {"emptyDir", "persistentVolumeClaim"}, volume
+
+
+def test_collector_keeps_one_writer_on_its_write_ahead_log(on: Rendered) -> None:
+    deployment = on.one("Deployment", COLLECTOR)
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}  # never two pods on one log
+    claim = on.one("PersistentVolumeClaim", COLLECTOR)
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    # the collector drains for 30 s (monitoring.collector.app.serve): the pod must be given longer
+    assert _pod(deployment)["terminationGracePeriodSeconds"] > 30
+
+
+def test_collector_service_account_has_no_rights(on: Rendered) -> None:
+    account = on.one("ServiceAccount", COLLECTOR)
+    assert account["automountServiceAccountToken"] is False
+    for kind in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"):
+        assert on.of_kind(kind) == []
+
+
+def test_collector_runs_its_module_with_the_settings_it_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The env names reach `Settings` (each value set away from its default), the flags the module's parser."""
+    rendered = render(CUSTOM, "custom-collector")
+    deployment = rendered.one("Deployment", COLLECTOR)
+    (container,) = _pod(deployment)["containers"]
+    assert container["command"] == ["python", "-m", "monitoring.collector"]
+    args = container["args"]
+    flags = dict(zip(args[::2], args[1::2], strict=True))
+    assert flags == {"--host": "0.0.0.0", "--port": "9095", "--wal-dir": "/data/wal"}
+    assert flags["--wal-dir"].startswith("/data/")  # on the PVC, not the read-only root or /tmp
+    assert container["ports"] == [{"name": "http", "containerPort": 9095, "protocol": "TCP"}]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+
+    env = _env(container)
+    for secret in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[secret]["valueFrom"]["secretKeyRef"]["name"] == f"{RELEASE}-minio"
+        monkeypatch.setenv(secret, "from-the-secret")
+    for name, entry in env.items():
+        if "value" in entry:
+            assert isinstance(entry["value"], str), name
+            monkeypatch.setenv(name, entry["value"])
+    settings = Settings()
+    assert settings.s3_endpoint == f"http://{RELEASE}-minio.{NAMESPACE}.svc.cluster.local:9000"
+    assert settings.monitor_log_bucket == "fraud-monitoring-test"
+    assert settings.collector_max_event_bytes == 2 * 1024 * 1024
+    assert settings.collector_segment_bytes == 16 * 1024 * 1024
+    assert settings.collector_flush_seconds == 2.5
+    assert settings.collector_flush_rows == 1234
+    assert settings.collector_unmatched_seconds == 90
+    assert settings.collector_dedup_seconds == 86400.5
+
+
+def test_chart_defaults_agree_with_the_settings() -> None:
+    defaults = Settings()
+    values = yaml_load((CHART / "values.yaml").read_text())["monitoring"]
+    collector = values["collector"]
+    assert values["logBucket"] == defaults.monitor_log_bucket
+    assert collector["port"] == defaults.collector_port
+    assert collector["maxEventBytes"] == defaults.collector_max_event_bytes
+    assert collector["segmentBytes"] == defaults.collector_segment_bytes
+    assert collector["flushSeconds"] == defaults.collector_flush_seconds
+    assert collector["flushRows"] == defaults.collector_flush_rows
+    assert collector["unmatchedSeconds"] == defaults.collector_unmatched_seconds
+    assert collector["dedupSeconds"] == defaults.collector_dedup_seconds
+
+
+# --- the payload logger -------------------------------------------------------------------------------------------
+
+
+def test_logger_defaults_to_the_collector_service(on: Rendered) -> None:
+    isvc = on.one("InferenceService", "fraud-detector")
+    logger = isvc["spec"]["predictor"]["logger"]
+    assert logger["mode"] == "all"
+    url = urlsplit(logger["url"])
+    service = on.one("Service", COLLECTOR)
+    assert url.scheme == "http" and url.path == "/"  # the collector takes events on POST /
+    assert url.hostname == f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc.cluster.local"
+    (port,) = service["spec"]["ports"]
+    assert url.port == port["port"]
+    # the Service sends it to the collector's pods, on the port the container listens on
+    deployment = on.one("Deployment", COLLECTOR)
+    assert _matches({"matchLabels": service["spec"]["selector"]}, _pod_labels(deployment))
+    (container_port,) = _pod(deployment)["containers"][0]["ports"]
+    assert port["targetPort"] == container_port["name"] and port["port"] == container_port["containerPort"]
+    # with the logger on, KServe's agent fronts the model server on 9081
+    predictor_policy = on.one("NetworkPolicy", f"{RELEASE}-predictor")
+    assert {p["port"] for p in predictor_policy["spec"]["ingress"][0]["ports"]} == {8080, 9081}
+
+
+def test_an_explicit_logger_url_wins(render_chart: Callable[..., Rendered]) -> None:
+    url = "http://collector.elsewhere.svc.cluster.local:8080/"
+    rendered = render_chart({**ON, "predictor": {"logger": {"url": url, "mode": "response"}}})
+    logger = rendered.one("InferenceService", "fraud-detector")["spec"]["predictor"]["logger"]
+    assert logger == {"mode": "response", "url": url}
+    names = {p["metadata"]["name"] for p in rendered.of_kind("NetworkPolicy")}
+    assert f"{RELEASE}-predictor-logger" not in names  # the egress goes to that URL's port instead
+    egress = rendered.one("NetworkPolicy", f"{RELEASE}-predictor")["spec"]["egress"]
+    assert {"to": [{"namespaceSelector": {}}], "ports": [{"port": 8080, "protocol": "TCP"}]} in egress
+    rendered.one("Deployment", COLLECTOR)  # the collector still runs (labels endpoint, other senders)
+
+
+# --- NetworkPolicies ----------------------------------------------------------------------------------------------
+
+
+def test_network_policies_select_the_pods_they_are_about(on: Rendered) -> None:
+    collector = on.one("Deployment", COLLECTOR)
+    minio = on.one("Deployment", f"{RELEASE}-minio")
+    predictor = on.one("InferenceService", "fraud-detector")
+    port = _pod(collector)["containers"][0]["ports"][0]["containerPort"]
+    deny = on.one("NetworkPolicy", f"{RELEASE}-default-deny")
+    assert _matches(deny["spec"]["podSelector"], _pod_labels(collector)), "the collector escapes default deny"
+
+    policy = on.one("NetworkPolicy", COLLECTOR)["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert _matches(policy["podSelector"], _pod_labels(collector))
+    assert not _matches(policy["podSelector"], _pod_labels(minio))
+    (ingress,) = policy["ingress"]
+    assert ingress["ports"] == [{"port": port, "protocol": "TCP"}]
+    pod_peers = [peer for peer in ingress["from"] if "namespaceSelector" not in peer]
+    prometheus_peers = [peer for peer in ingress["from"] if "namespaceSelector" in peer]
+    assert len(pod_peers) == 1 and _matches(pod_peers[0]["podSelector"], _pod_labels(predictor))
+    assert not _matches(pod_peers[0]["podSelector"], _pod_labels(minio))
+    assert prometheus_peers == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        }
+    ]
+    (egress,) = policy["egress"]
+    assert egress["ports"] == [{"port": 9000, "protocol": "TCP"}]
+    (peer,) = egress["to"]
+    assert _matches(peer["podSelector"], _pod_labels(minio))
+
+    minio_policy = on.one("NetworkPolicy", f"{RELEASE}-minio-monitoring")["spec"]
+    assert _matches(minio_policy["podSelector"], _pod_labels(minio))
+    (minio_ingress,) = minio_policy["ingress"]
+    assert _matches(minio_ingress["from"][0]["podSelector"], _pod_labels(collector))
+    assert minio_ingress["ports"] == [{"port": 9000, "protocol": "TCP"}]
+
+    logger_policy = on.one("NetworkPolicy", f"{RELEASE}-predictor-logger")["spec"]
+    assert logger_policy["policyTypes"] == ["Egress"]
+    assert _matches(logger_policy["podSelector"], _pod_labels(predictor))
+    (logger_egress,) = logger_policy["egress"]
+    assert _matches(logger_egress["to"][0]["podSelector"], _pod_labels(collector))
+    assert logger_egress["ports"] == [{"port": port, "protocol": "TCP"}]
+
+
+def test_any_prometheus_pod_of_the_namespace_when_no_pod_labels(render_chart: Callable[..., Rendered]) -> None:
+    rendered = render_chart({"monitoring": {"enabled": True, "prometheus": {"namespace": "obs", "podLabels": None}}})
+    (ingress,) = rendered.one("NetworkPolicy", COLLECTOR)["spec"]["ingress"]
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "obs"}}} in ingress["from"]
+
+
+def test_no_monitoring_policies_without_network_policies(render_chart: Callable[..., Rendered]) -> None:
+    rendered = render_chart({**ON, "networkPolicy": {"enabled": False}})
+    assert rendered.of_kind("NetworkPolicy") == []
+    rendered.one("Deployment", COLLECTOR)
+
+
+# --- Prometheus Operator objects, only with their CRDs -------------------------------------------------------------
+
+
+def test_render_passes_api_versions_to_capabilities(on: Rendered, on_with_crds: Rendered) -> None:
+    """The native option the render helper relies on really reaches `.Capabilities.APIVersions`."""
+    assert on.of_kind("PrometheusRule") == [] and on.of_kind("ServiceMonitor") == []
+    assert len(on_with_crds.of_kind("PrometheusRule")) == 1 and len(on_with_crds.of_kind("ServiceMonitor")) == 1
+
+
+@pytest.mark.parametrize(
+    ("api_versions", "expected"),
+    [
+        ((), set()),
+        ((PROMETHEUS_RULE,), {"PrometheusRule"}),
+        ((SERVICE_MONITOR,), {"ServiceMonitor"}),
+        ((PROMETHEUS_RULE, SERVICE_MONITOR), {"PrometheusRule", "ServiceMonitor"}),
+        (("monitoring.coreos.com/v1",), set()),  # the group alone is not the kind
+    ],
+)
+def test_prometheus_objects_follow_their_crds(api_versions: tuple[str, ...], expected: set[str]) -> None:
+    rendered = render(ON, "crds", api_versions=api_versions)
+    kinds = {obj["kind"] for obj in rendered.objects if obj["apiVersion"].startswith("monitoring.coreos.com/")}
+    assert kinds == expected
+
+
+def test_service_monitor_scrapes_the_collector_metrics(render_chart: Callable[..., Rendered]) -> None:
+    values = {"monitoring": {"enabled": True, "prometheus": {"selectorLabels": {"release": "kps"}}}}
+    rendered = render(values, "sm", api_versions=(SERVICE_MONITOR,))
+    monitor = rendered.one("ServiceMonitor", COLLECTOR)
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    service = rendered.one("Service", COLLECTOR)
+    assert _matches(monitor["spec"]["selector"], service["metadata"]["labels"])
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint == {"port": service["spec"]["ports"][0]["name"], "path": "/metrics", "interval": "30s"}
+
+
+_EXTERNAL_METRICS = {"up", "kubelet_volume_stats_available_bytes", "kubelet_volume_stats_capacity_bytes"}
+_PROMQL_WORDS = {"sum", "rate", "max", "absent", "clamp_min", "or", "and", "by", "increase"}
+
+
+def _collector_metric_names() -> set[str]:
+    """Every series name the collector's /metrics exposes (counters with their _total suffix)."""
+    metrics = CollectorMetrics()
+    metrics.bind(lambda: 0.0, lambda: 0.0, lambda: 0.0)  # the scrape-time gauges, as the Collector binds them
+    text = metrics.render().decode()
+    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def test_alert_rules_name_only_metrics_that_exist(on_with_crds: Rendered) -> None:
+    (rule,) = on_with_crds.of_kind("PrometheusRule")
+    assert rule["metadata"]["namespace"] == NAMESPACE
+    exported = _collector_metric_names()
+    assert "collector_events_received_total" in exported  # the exposition really was read
+    groups = rule["spec"]["groups"]
+    alerts = [r for group in groups for r in group["rules"]]
+    assert len(alerts) >= 5
+    names = [a["alert"] for a in alerts]
+    assert len(names) == len(set(names))
+    for alert in alerts:
+        assert re.fullmatch(r"Fraud[A-Za-z0-9]+", alert["alert"]), alert["alert"]
+        assert alert["labels"]["severity"] in {"critical", "warning"}
+        assert re.fullmatch(r"\d+[smh]", alert["for"]), alert
+        assert alert["annotations"]["summary"] and alert["annotations"]["description"]
+        expr = alert["expr"]
+        assert "{{" not in expr and expr.count("(") == expr.count(")"), expr
+        without_selectors = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", expr)
+        identifiers = set(re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", without_selectors))
+        metrics = identifiers - _PROMQL_WORDS - {"e"}
+        unknown = metrics - exported - _EXTERNAL_METRICS
+        assert not unknown, f"{alert['alert']} names metrics nobody exports: {unknown}"
+        for selector in re.findall(r"\{([^}]*)\}", expr):
+            pairs = dict(re.findall(r'(\w+)="([^"]*)"', selector))
+            assert pairs.get("namespace") == NAMESPACE, expr
+            if "service" in pairs:
+                assert pairs["service"] == on_with_crds.one("Service", COLLECTOR)["metadata"]["name"]
+            if "persistentvolumeclaim" in pairs:
+                assert pairs["persistentvolumeclaim"] == COLLECTOR
+
+
+# --- values -------------------------------------------------------------------------------------------------------
+
+BAD_MONITORING_VALUES: list[tuple[str, dict[str, Any], str]] = [
+    ("privileged port", {"monitoring": {"collector": {"port": 80}}}, "port"),
+    ("port above the setting's range", {"monitoring": {"collector": {"port": 60000}}}, "port"),
+    ("unknown key", {"monitoring": {"collector": {"replicas": 2}}}, "additional"),
+    ("bucket name", {"monitoring": {"logBucket": "Fraud_Logs"}}, "logBucket"),
+    ("zero flush seconds", {"monitoring": {"collector": {"flushSeconds": 0}}}, "flushSeconds"),
+    ("size not a quantity", {"monitoring": {"collector": {"persistence": {"size": "lots"}}}}, "size"),
+    ("scrape interval", {"monitoring": {"prometheus": {"scrapeInterval": "often"}}}, "scrapeInterval"),
+    ("enabled as text", {"monitoring": {"enabled": "yes"}}, "enabled"),
+    ("logger without URL and no monitoring", {"predictor": {"logger": {"enabled": True}}}, "url"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "values", "mentions"), BAD_MONITORING_VALUES, ids=[case for case, _, _ in BAD_MONITORING_VALUES]
+)
+def test_schema_rejects_bad_monitoring_values(
+    render_chart: Callable[..., Rendered], case: str, values: dict[str, Any], mentions: str
+) -> None:
+    with pytest.raises(helm.HelmValuesError) as caught:
+        render_chart(values)
+    assert mentions.lower() in str(caught.value).lower(), f"{case}: {caught.value}"
+
+
+def test_logger_enabled_without_url_is_fine_with_monitoring(render_chart: Callable[..., Rendered]) -> None:
+    rendered = render_chart({**ON, "predictor": {"logger": {"enabled": True}}})
+    logger = rendered.one("InferenceService", "fraud-detector")["spec"]["predictor"]["logger"]
+    assert logger["url"].startswith(f"http://{COLLECTOR}.{NAMESPACE}.svc.cluster.local:")
+
+
+def test_notes_say_where_the_collector_is(on: Rendered) -> None:
+    assert f"svc/{COLLECTOR}" in on.notes
+    assert "fraudctl monitor" in on.notes
