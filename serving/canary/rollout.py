@@ -14,7 +14,9 @@ Policy (what a step needs to complete, and why):
 - A step lasts until it has seen ``min_requests`` requests *and* ``min_seconds``, and every required check has
   enough data to speak (is not inconclusive). Required: errors, latency, blocks, reviews, scores; plus
   sample_ratio in weighted steps; plus, before promotion only, labels when ``label_gate`` is set (so a label
-  gate never promotes on missing labels).
+  gate never promotes on missing labels). With ``analysis.shadow_operational`` off, errors and latency are not
+  required in shadow. A check needs ``analysis.min_samples`` challenger observations to speak, so at 5 % a step
+  lasts at least ~20 x min_samples requests whatever ``min_requests`` says.
 - Any check that fails rolls back at once, at any time, in any phase (paused included): only evidence of harm
   fails a check, and the tests are always valid, so looking at every window costs no false rollbacks.
 - Required checks inconclusive for longer than ``max_inconclusive_seconds`` pause the rollout (traffic stays as
