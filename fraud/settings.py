@@ -293,6 +293,13 @@ class Settings(BaseSettings):
     monitor_retrain_cooldown_hours: float = Field(
         default=24.0, ge=0, description="Hours after a retraining trigger during which no other one fires."
     )
+    monitor_pushgateway_url: str | None = Field(
+        default=None,
+        description=(
+            "Prometheus Pushgateway the drift job pushes each window's metrics to (job fraud-drift), so Prometheus "
+            "sees a batch job's gauges (a cluster without node-exporter's textfile directory); none: not pushed."
+        ),
+    )
 
     # --- derived -----------------------------------------------------------------------------------------
     @property

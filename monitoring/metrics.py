@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest, push_to_gateway
 
 from monitoring.drift import DriftResult
 
@@ -79,3 +79,17 @@ def write_textfile(registry: CollectorRegistry, path: Path) -> Path:
     temp.write_bytes(generate_latest(registry))
     temp.replace(path)
     return path
+
+
+PUSH_JOB = "fraud-drift"
+"""The Pushgateway job of the drift metrics (the chart's alert rules select it)."""
+
+
+def push(registry: CollectorRegistry, gateway: str, *, timeout: float = 10.0) -> None:
+    """Replace the drift job's group on a Pushgateway with this window's gauges (PUT: columns that stopped
+    drifting or segments that vanished do not linger from an older window).
+
+    Raises:
+        OSError: the gateway cannot be reached or refuses the push (urllib's errors are OSErrors).
+    """
+    push_to_gateway(gateway, job=PUSH_JOB, registry=registry, timeout=timeout)

@@ -191,11 +191,19 @@ def _record(settings: Settings, result: DriftResult, window: Window, now: dateti
         alert_firing=state.status == "firing",
     )
     textfile = metrics.write_textfile(registry, folder / "metrics.prom")
+    pushed: str | None = None
+    if settings.monitor_pushgateway_url:
+        try:
+            metrics.push(registry, settings.monitor_pushgateway_url)
+            pushed = settings.monitor_pushgateway_url
+        except OSError as exc:  # the verdict is kept either way; Prometheus's staleness alert notices the gap
+            err_console.print(f"[yellow]metrics not pushed to {settings.monitor_pushgateway_url}:[/] {exc}")
     return {
         "status": state.status,
         "bad_windows": state.bad_windows,
         "queued": len(state.outbox),
         "metrics": str(textfile),
+        "pushed_to": pushed,
     }
 
 
