@@ -23,22 +23,23 @@ def evaluate(
     from pathlib import Path
 
     from fraud.jobs import evaluate as job
-    from fraud.jobs.runtime import start_step
+    from fraud.jobs.runtime import reporting_failure, start_step
 
     settings = start_step("evaluate")
-    outcome = job.run(
-        settings,
-        model_dir=Path(model.path),
-        spec_path=Path(feature_spec.path),
-        valid_path=Path(validation.path),
-        test_path=Path(test.path),
-        alert_budget=alert_budget,
-        review_cost=review_cost,
-        review_share=review_share,
-        output_dir=Path(evaluation.path),
-        report_path=Path(report.path),
-        run_id=run_id,
-    )
+    with reporting_failure(settings, "evaluate", output=Path(evaluation.path), run_id=run_id):
+        outcome = job.run(
+            settings,
+            model_dir=Path(model.path),
+            spec_path=Path(feature_spec.path),
+            valid_path=Path(validation.path),
+            test_path=Path(test.path),
+            alert_budget=alert_budget,
+            review_cost=review_cost,
+            review_share=review_share,
+            output_dir=Path(evaluation.path),
+            report_path=Path(report.path),
+            run_id=run_id,
+        )
     for name, value in outcome.reports["test"].metrics(prefix="test_").items():
         metrics.log_metric(name, value)
     metrics.log_metric("threshold_block", outcome.thresholds.block)
@@ -46,9 +47,3 @@ def evaluate(
     fpr, tpr, cuts = outcome.roc
     classification.log_roc_curve(fpr, tpr, cuts)
     classification.log_confusion_matrix(["legit", "fraud"], outcome.confusion)
-
-
-if __name__ == "__main__":
-    from kfp import compiler
-
-    compiler.Compiler().compile(evaluate, "evaluate_component.yaml")

@@ -18,18 +18,19 @@ def ingest(
     from pathlib import Path
 
     from fraud.jobs import ingest as job
-    from fraud.jobs.runtime import start_step
+    from fraud.jobs.runtime import reporting_failure, start_step
 
     settings = start_step("ingest")
-    outcome = job.run(
-        settings,
-        source=source,
-        rows=rows,
-        seed=seed,
-        scenario=scenario,
-        output=Path(raw.path),
-        pipeline_run=pipeline_run,
-    )
+    with reporting_failure(settings, "ingest", output=Path(raw.path), run_id=None):
+        outcome = job.run(
+            settings,
+            source=source,
+            rows=rows,
+            seed=seed,
+            scenario=scenario,
+            output=Path(raw.path),
+            pipeline_run=pipeline_run,
+        )
     raw.metadata.update(
         {
             "rows": outcome.manifest.rows,
@@ -40,9 +41,3 @@ def ingest(
         }
     )
     return outcome.run_id
-
-
-if __name__ == "__main__":
-    from kfp import compiler
-
-    compiler.Compiler().compile(ingest, "ingest_component.yaml")

@@ -19,22 +19,18 @@ def register(
     from pathlib import Path
 
     from fraud.jobs import register as job
-    from fraud.jobs.runtime import start_step
+    from fraud.jobs.runtime import reporting_failure, start_step
 
     settings = start_step("register")
-    outcome = job.run(
-        settings,
-        model_dir=Path(model.path),
-        spec_path=Path(feature_spec.path),
-        evaluation_dir=Path(evaluation.path),
-        test_path=Path(test.path),
-        run_id=run_id,
-    )
+    # register has no output artifact of its own: its failure record goes beside the evaluation it read
+    with reporting_failure(settings, "register", output=Path(evaluation.path), run_id=run_id):
+        outcome = job.run(
+            settings,
+            model_dir=Path(model.path),
+            spec_path=Path(feature_spec.path),
+            evaluation_dir=Path(evaluation.path),
+            test_path=Path(test.path),
+            run_id=run_id,
+        )
     Registration = namedtuple("Registration", ["version", "aliases", "promoted"])
     return Registration(outcome.version, ",".join(outcome.aliases), outcome.gate.promote)
-
-
-if __name__ == "__main__":
-    from kfp import compiler
-
-    compiler.Compiler().compile(register, "register_component.yaml")

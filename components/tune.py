@@ -21,32 +21,27 @@ def tune(
     from pathlib import Path
 
     from fraud.jobs import tune as job
-    from fraud.jobs.runtime import start_step
+    from fraud.jobs.runtime import reporting_failure, start_step
     from fraud.modeling import parse_families
     from fraud.tuning import TuneConfig
 
     settings = start_step("tune")
-    result = job.run(
-        settings,
-        train_path=Path(train.path),
-        valid_path=Path(validation.path),
-        spec_path=Path(feature_spec.path),
-        model_dir=Path(model.path),
-        config=TuneConfig(
-            n_trials=n_trials,
-            timeout=timeout_s if timeout_s > 0 else None,
-            seed=seed,
-            families=parse_families(families),
-        ),
-        run_id=run_id,
-    )
+    with reporting_failure(settings, "tune", output=Path(model.path), run_id=run_id):
+        result = job.run(
+            settings,
+            train_path=Path(train.path),
+            valid_path=Path(validation.path),
+            spec_path=Path(feature_spec.path),
+            model_dir=Path(model.path),
+            config=TuneConfig(
+                n_trials=n_trials,
+                timeout=timeout_s if timeout_s > 0 else None,
+                seed=seed,
+                families=parse_families(families),
+            ),
+            run_id=run_id,
+        )
     model.metadata.update({"family": result.family, "validation_average_precision": result.best_value})
     tuning.log_metric("validation_average_precision", result.best_value)
     tuning.log_metric("trials_complete", result.n_complete)
     tuning.log_metric("trials_pruned", result.n_pruned)
-
-
-if __name__ == "__main__":
-    from kfp import compiler
-
-    compiler.Compiler().compile(tune, "tune_component.yaml")

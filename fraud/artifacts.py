@@ -10,6 +10,7 @@ job for a file name or a column prefix, and changing the layout is one edit.
   ``tuning.json``, the study's summary.
 - The **evaluation directory** (the evaluate step's output) holds what registration attaches to the model
   version: thresholds, metrics, the HTML report, its figures and the drift reference sample.
+- A **failure record** is what a failed step leaves beside its outputs, for the runner to report.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ MONITORING_ARTIFACTS: Final = "monitoring"
 """Folder of the version's run holding the drift reference files (`monitoring.reference` loads them)."""
 REPORT_FILE: Final = "report.html"
 FIGURES_DIR: Final = "figures"
+FAILURE_FILE: Final = "step-failure.json"
+"""What a failed step leaves beside its outputs: which step, and the error it raised (`write_failure`)."""
 
 
 @dataclass(frozen=True)
@@ -119,3 +122,25 @@ class EvaluationFiles:
     @property
     def figures(self) -> Path:
         return self.root / FIGURES_DIR
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """A failed step's own account of its failure."""
+
+    step: str
+    reason: str
+
+
+def write_failure(output: Path, step: str, reason: str) -> None:
+    """Record a step's failure next to one of its output artifacts (``output``: the artifact's local path)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    (output.parent / FAILURE_FILE).write_text(json.dumps({"step": step, "reason": reason}))
+
+
+def read_failure(run_root: Path) -> StepFailure | None:
+    """The failure recorded under one run's artifact root (a run stops at its first failed step), if any."""
+    for path in sorted(run_root.rglob(FAILURE_FILE)):
+        record = json.loads(path.read_text())
+        return StepFailure(step=str(record["step"]), reason=str(record["reason"]))
+    return None

@@ -11,7 +11,7 @@ nested model would turn them into ``FRAUD_S3__BUCKET``-style names that nobody r
 
 from __future__ import annotations
 
-import os
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +40,8 @@ class Settings(BaseSettings):
         default=Path(".fraud"),
         description="Directory holding the local stack's state, logs, pids and credentials.",
     )
+    debug: bool = Field(default=False, description="Show the traceback of a platform error (the CLI prints one line).")
+    log_level: str = Field(default="INFO", description="Log level of the predictor process.")
 
     # --- standard ecosystem names ------------------------------------------------------------------------
     mlflow_tracking_uri: str | None = Field(
@@ -345,6 +347,31 @@ class Settings(BaseSettings):
             )
         return self.aws_access_key_id, self.aws_secret_access_key.get_secret_value()
 
+    def environment(self) -> dict[str, str]:
+        """Every setting as the environment variable it is read from, for a child process that must see exactly
+        these settings (a pipeline step): fields left unset are omitted, secrets are included."""
+        env: dict[str, str] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            alias = field.validation_alias
+            variable = (
+                str(alias.choices[0]) if isinstance(alias, AliasChoices) else f"{self.model_config['env_prefix']}{name}"
+            ).upper()
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, Path):
+                value = self.home_dir if name == "home" else value
+            if isinstance(value, bool):
+                env[variable] = str(value).lower()
+            elif isinstance(value, list | tuple | dict | set | frozenset):
+                env[variable] = json.dumps(list(value) if isinstance(value, set | frozenset) else value)
+            else:
+                env[variable] = str(value)
+        env.update(self.server_env())
+        return env
+
     def server_env(self) -> dict[str, str]:
         """Environment for a child process (pipeline step, server) so it sees these same settings."""
         env = {
@@ -368,10 +395,9 @@ def load_settings(**overrides: object) -> Settings:
     Raises:
         ConfigError: a variable has an invalid value (the message names it).
     """
-    home = Path(str(overrides.get("home") or os.environ.get("FRAUD_HOME", ".fraud"))).expanduser()
-    env_file = home / CREDENTIALS_FILE
     try:
         values: dict[str, Any] = dict(overrides)
+        env_file = Settings(**values).home.expanduser() / CREDENTIALS_FILE  # FRAUD_HOME decides where the file is
         return Settings(_env_file=env_file if env_file.is_file() else None, **values)
     except ValidationError as exc:
         problems = "; ".join(
@@ -382,7 +408,8 @@ def load_settings(**overrides: object) -> Settings:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Process-wide settings, built on first use (never at import, so tests can change the environment)."""
+    """Process-wide settings, built on first use (no module reads settings at import, so tests can change the
+    environment; the pipeline's project image is read when the pipeline is built, `pipelines.training`)."""
     return load_settings()
 
 

@@ -1,8 +1,11 @@
 """Run, compile and submit the training pipeline.
 
 `run_local` executes the pipeline through `kfp.local` (SubprocessRunner in this environment) against the local
-stack, turning KFP's log stream into per-step events and a log file; `compile_pipeline` writes the YAML a KFP
-cluster takes; `submit` sends it with `kfp.Client` (needs a cluster: not exercised on machines without one).
+stack and reads its results from the run's outputs (the MLflow run id and the registered version the pipeline
+returns) and from that MLflow run; a failed step leaves a failure record in the run's artifact directory
+(`fraud.jobs.runtime.read_failure`). KFP's log stream only feeds the live progress (a step started or finished,
+and how long it took) and the log file. `compile_pipeline` writes the YAML a KFP cluster takes; `submit` sends
+it with `kfp.Client` (needs a cluster: not exercised on machines without one).
 """
 
 from __future__ import annotations
@@ -15,14 +18,16 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from fraud.artifacts import read_failure
 from fraud.errors import PipelineError
-from fraud.registry import connect, experiment_id
+from fraud.params import TrainingParams
+from fraud.registry import connect
 from fraud.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,7 +35,6 @@ log = logging.getLogger(__name__)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = re.compile(r"Executing task '?([\w-]+)'?")
 _FINISHED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
-_ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$")
 
 
 @dataclass(frozen=True)
@@ -45,14 +49,13 @@ EventFn = Callable[[StepEvent], None]
 
 @dataclass
 class _StepTracker:
-    """Reads KFP's local log stream line by line: step boundaries, each step's own output, the log file."""
+    """Reads KFP's local log stream line by line for live progress (step boundaries, durations) into the log file."""
 
     log_file: io.TextIOBase
     on_event: EventFn | None
     echo: bool
     current: str | None = None
     started_at: float = 0.0
-    output: dict[str, list[str]] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
     failed: str | None = None
     _partial: str = ""
@@ -90,20 +93,7 @@ class _StepTracker:
         if started:
             self.current = started.group(1)
             self.started_at = time.monotonic()
-            self.output[self.current] = []
             self._emit(StepEvent(self.current, "started"))
-            return
-        if self.current:
-            self.output[self.current].append(line)
-
-    def reason(self, step: str) -> str:
-        """The last exception line the failed step printed (its traceback's verdict)."""
-        for line in reversed(self.output.get(step, [])):
-            match = _ERROR_LINE.match(line)
-            if match:
-                return f"{match.group(1).rsplit('.', 1)[-1]}: {match.group(2)}"
-        tail = [line.strip() for line in self.output.get(step, []) if line.strip()]
-        return tail[-1] if tail else "no output"
 
 
 @contextlib.contextmanager
@@ -139,119 +129,105 @@ class PipelineOutcome:
     notes: list[str]
 
 
-def _find_run(settings: Settings, since_ms: int) -> Any | None:
-    client = connect(settings)
-    runs = client.search_runs(
-        [experiment_id(settings)],
-        filter_string=f"tags.pipeline = 'fraud-training' and attributes.start_time >= {since_ms}",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return runs[0] if runs else None
-
-
-def _mark_failed(settings: Settings, since_ms: int, step: str, reason: str) -> None:
-    """A failed pipeline leaves its MLflow run marked FAILED, with the step and reason, and registers nothing."""
-    try:
-        found = _find_run(settings, since_ms)
-        if found is None:
-            return
-        client = connect(settings)
-        client.set_tag(found.info.run_id, "failed_step", step)
-        client.set_tag(found.info.run_id, "failure_reason", reason[:5000])
-        client.set_terminated(found.info.run_id, "FAILED")
-    except Exception:  # the pipeline error matters more than bookkeeping about it
-        log.warning("could not mark the MLflow run as failed", exc_info=True)
-
-
 def run_local(
     settings: Settings,
-    arguments: dict[str, Any],
+    params: TrainingParams | Mapping[str, Any],
     *,
     on_event: EventFn | None = None,
     echo: bool = False,
 ) -> PipelineOutcome:
-    """Execute the training pipeline with `kfp.local` against the local stack and summarise the result.
+    """Execute the training pipeline with `kfp.local` against the stack ``settings`` name, and summarise the run.
+
+    The steps run as child processes whose environment is exactly ``settings`` (`Settings.environment`), so a
+    setting given here (a bucket, the model name, the experiment) is the one every step uses. The summary is read
+    from the run's own outputs (the MLflow run id and the version the pipeline returns) and from that MLflow run,
+    so runs started at the same time against the same stack each report their own. One run at a time per process
+    (`kfp.local` keeps its configuration, and this function the process environment, globally).
 
     Raises:
+        ConfigError: a parameter is out of range (the message names it).
         PipelineError: naming the failed step and its reason, with the path of the full log.
     """
     from kfp import local
 
-    from pipelines.training import training_pipeline
+    from pipelines.training import build_pipeline
 
+    chosen = params if isinstance(params, TrainingParams) else TrainingParams.parse(params)
+    pipeline = build_pipeline(settings.image)
+    stamp = f"{datetime.now(UTC).strftime('%Y%m%d-%H%M%S-%f')}-{os.getpid()}"
     runs_dir = settings.home_dir / "pipeline-runs"
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    run_root = runs_dir / "artifacts" / stamp
+    run_root.mkdir(parents=True, exist_ok=True)
     log_path = runs_dir / f"fraud-training-{stamp}.log"
-    since_ms = int(time.time() * 1000) - 1000
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(runs_dir / "artifacts"),
-        raise_on_error=True,
-    )
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_root), raise_on_error=True)
     started = time.monotonic()
-    with log_path.open("w") as log_file, _environment(settings.server_env()), warnings.catch_warnings():
+    with log_path.open("w") as log_file, _environment(settings.environment()), warnings.catch_warnings():
         # kfp.local warns that the project image is not a stock Python image; here the steps run in this very
         # environment, which is what that image holds.
         warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*", category=RuntimeWarning)
         tracker = _StepTracker(log_file=log_file, on_event=on_event, echo=echo)
         try:
             with contextlib.redirect_stdout(tracker):
-                training_pipeline(**arguments)
+                task = pipeline(**chosen.arguments())
         except Exception as exc:
-            step = tracker.failed or tracker.current or "pipeline"
-            reason = tracker.reason(step) if step in tracker.output else str(exc)
-            _mark_failed(settings, since_ms, step, reason)
+            failure = read_failure(run_root)
+            step = failure.step if failure else (tracker.failed or tracker.current or "pipeline")
+            reason = failure.reason if failure else str(exc)
             raise PipelineError(f"step '{step}' failed: {reason} (full log: {log_path})") from exc
     log.info("pipeline finished in %.1f s", time.monotonic() - started)
-    return summarise(settings, since_ms, tracker.durations, log_path)
+    return summarise(settings, task.outputs, tracker.durations, log_path)
 
 
-def summarise(settings: Settings, since_ms: int, durations: dict[str, float], log_path: Path) -> PipelineOutcome:
-    """Read the registered version, its aliases and headline metrics back from MLflow."""
-    found = _find_run(settings, since_ms)
-    if found is None or "registered_version" not in found.data.tags:
-        raise PipelineError(f"the pipeline finished but registered no model version (full log: {log_path})")
+def summarise(
+    settings: Settings, outputs: Mapping[str, Any], durations: dict[str, float], log_path: Path
+) -> PipelineOutcome:
+    """The run's outcome: the version and aliases its register step returned, the rest from its own MLflow run."""
+    run_id, version = str(outputs.get("run_id") or ""), str(outputs.get("version") or "")
+    if not run_id or not version:
+        raise PipelineError(f"the pipeline finished but returned no run id or model version (full log: {log_path})")
     client = connect(settings)
+    found = client.get_run(run_id)
     tags = found.data.tags
-    version = tags["registered_version"]
-    model_version = client.get_model_version(settings.model_name, version)
+    if tags.get("registered_version") != version:
+        raise PipelineError(
+            f"MLflow run {run_id} records version {tags.get('registered_version')!r}, the pipeline returned "
+            f"{version!r} (full log: {log_path})"
+        )
     base = settings.tracking_uri.rstrip("/")
-    spec_notes = [tags["feature_set_note"]] if "feature_set_note" in tags else []
     return PipelineOutcome(
-        run_id=found.info.run_id,
+        run_id=run_id,
         run_name=found.info.run_name,
         version=version,
-        aliases=sorted(model_version.aliases),
-        promoted=tags.get("gate_decision") == "promoted",
+        aliases=sorted(alias for alias in str(outputs.get("aliases", "")).split(",") if alias),
+        promoted=bool(outputs.get("promoted")),
         gate_reason=tags.get("gate_reason", ""),
         metrics=dict(found.data.metrics),
         durations=durations,
         log_path=log_path,
-        run_url=f"{base}/#/experiments/{found.info.experiment_id}/runs/{found.info.run_id}",
+        run_url=f"{base}/#/experiments/{found.info.experiment_id}/runs/{run_id}",
         model_url=f"{base}/#/models/{settings.model_name}/versions/{version}",
         feature_set=found.data.params.get("feature_set", ""),
         model_family=tags.get("model_family", ""),
-        notes=spec_notes,
+        notes=[tags["feature_set_note"]] if "feature_set_note" in tags else [],
     )
 
 
-def compile_pipeline(output: Path) -> Path:
-    """Write the pipeline YAML that a Kubeflow Pipelines cluster runs."""
+def compile_pipeline(settings: Settings, output: Path) -> Path:
+    """Write the pipeline YAML that a Kubeflow Pipelines cluster runs, every step on ``settings.image``."""
     from kfp import compiler
 
-    from pipelines.training import training_pipeline
+    from pipelines.training import build_pipeline
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(training_pipeline, str(output))
+    compiler.Compiler().compile(build_pipeline(settings.image), str(output))
     return output
 
 
 def submit(
+    settings: Settings,
     host: str,
     package: Path,
-    arguments: dict[str, Any],
+    params: TrainingParams,
     experiment: str,
     run_name: str | None = None,
     pipeline_root: str | None = None,
@@ -266,15 +242,14 @@ def submit(
     """
     import kfp
 
-    from fraud.settings import get_settings
     from pipelines.platform import pipeline_root as default_root
 
     client = kfp.Client(host=host)
     result = client.create_run_from_pipeline_package(
         str(package),
-        arguments=arguments,
+        arguments=params.arguments(),
         experiment_name=experiment,
         run_name=run_name,
-        pipeline_root=pipeline_root or default_root(get_settings()),
+        pipeline_root=pipeline_root or default_root(settings),
     )
     return str(result.run_id)

@@ -1,9 +1,17 @@
 """The training pipeline: ingest → preprocess → tune → evaluate → register.
 
 The same definition runs locally through `kfp.local` (`fraudctl pipeline run`) and on a Kubeflow Pipelines
-cluster from its compiled YAML (`fraudctl pipeline compile` / `submit`). Defaults are sized for a laptop-class
-machine: a 200k-row generated month and 12 trials finish in a few minutes on 2 cores.
+cluster from its compiled YAML (`fraudctl pipeline compile` / `submit`). Its parameters are `fraud.params.
+TrainingParams`, one pipeline parameter per field with the field's default; its outputs name the MLflow run the
+steps logged into and the model version registered, so a caller reads the results of *its* run, not of the latest.
+
+The project image every step runs is a setting (``FRAUD_IMAGE``), so the pipeline is built for an image when it is
+compiled or run (`build_pipeline`), never when this module is imported.
 """
+
+from __future__ import annotations
+
+from typing import Any, Final, NamedTuple, cast, get_type_hints
 
 from kfp import dsl
 
@@ -12,81 +20,93 @@ from components.ingest import ingest
 from components.preprocess import preprocess
 from components.register import register
 from components.tune import tune
-from fraud.evaluation.thresholds import DEFAULT_REVIEW_COST
-from fraud.split import SplitBoundaries
+from fraud.params import TrainingParams, pipeline_parameters, with_signature
 from pipelines.platform import use_platform_config
 
-PIPELINE_NAME = "fraud-training"
-DEFAULT_BOUNDARIES = SplitBoundaries()
-STEPS = ("ingest", "preprocess", "tune", "evaluate", "register")
+PIPELINE_NAME: Final = "fraud-training"
+STEPS: Final = ("ingest", "preprocess", "tune", "evaluate", "register")
 
 
-@dsl.pipeline(  # type: ignore[untyped-decorator]
-    name=PIPELINE_NAME,
-    description="Train, evaluate and register the fraud-detector model on PaySim-schema transactions.",
-)
-def training_pipeline(
-    source: str = "generator",
-    rows: int = 200_000,
-    seed: int = 7,
-    scenario: str = "baseline",
-    feature_set: str = "strict",
-    train_end_step: int = DEFAULT_BOUNDARIES.train_end_step,
-    valid_end_step: int = DEFAULT_BOUNDARIES.valid_end_step,
-    n_trials: int = 12,
-    timeout_s: float = 900.0,
-    families: str = "xgboost,hist_gb,logreg",
-    alert_budget: float = 0.02,
-    review_cost: float = DEFAULT_REVIEW_COST,
-    review_share: float = 0.01,
-) -> None:
-    landed = ingest(
-        source=source,
-        rows=rows,
-        seed=seed,
-        scenario=scenario,
-        pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-    ).set_display_name("ingest")
-    run_id = landed.outputs["Output"]
-    prepared = preprocess(
-        raw=landed.outputs["raw"],
-        feature_set=feature_set,
-        train_end_step=train_end_step,
-        valid_end_step=valid_end_step,
-        run_id=run_id,
-    ).set_display_name("preprocess")
-    tuned = tune(
-        train=prepared.outputs["train"],
-        validation=prepared.outputs["validation"],
-        feature_spec=prepared.outputs["feature_spec"],
-        n_trials=n_trials,
-        timeout_s=timeout_s,
-        seed=seed,
-        families=families,
-        run_id=run_id,
-    ).set_display_name("tune")
-    evaluated = evaluate(
-        model=tuned.outputs["model"],
-        feature_spec=prepared.outputs["feature_spec"],
-        validation=prepared.outputs["validation"],
-        test=prepared.outputs["test"],
-        alert_budget=alert_budget,
-        review_cost=review_cost,
-        review_share=review_share,
-        run_id=run_id,
-    ).set_display_name("evaluate")
-    registered = register(
-        model=tuned.outputs["model"],
-        feature_spec=prepared.outputs["feature_spec"],
-        evaluation=evaluated.outputs["evaluation"],
-        test=prepared.outputs["test"],
-        run_id=run_id,
-    ).set_display_name("register")
-    for task in (landed, prepared, tuned, evaluated, registered):
-        use_platform_config(task)  # cluster runs read endpoints and keys from the chart's ConfigMap and Secret
+class Outputs(NamedTuple):
+    """What a run returns: the MLflow run id its steps logged into, the version registered, its aliases (comma-
+    separated) and whether it became champion."""
+
+    run_id: str
+    version: str
+    aliases: str
+    promoted: bool
+
+
+def build_pipeline(image: str) -> Any:
+    """The ``@dsl.pipeline`` whose every step runs ``image`` (the project image, `fraud.settings.Settings.image`)."""
+    # a fresh type per build: KFP rewrites the annotations of the return type it is given
+    outputs_type = cast(Any, NamedTuple)("Outputs", list(get_type_hints(Outputs).items()))
+
+    def training(*values: Any) -> Any:
+        # KFP calls the pipeline function with one channel per parameter, in the signature's order
+        p = dict(zip(TrainingParams.model_fields, values, strict=True))
+        landed = ingest(
+            source=p["source"],
+            rows=p["rows"],
+            seed=p["seed"],
+            scenario=p["scenario"],
+            pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        ).set_display_name("ingest")
+        run_id = landed.outputs["Output"]
+        prepared = preprocess(
+            raw=landed.outputs["raw"],
+            feature_set=p["feature_set"],
+            train_end_step=p["train_end_step"],
+            valid_end_step=p["valid_end_step"],
+            run_id=run_id,
+        ).set_display_name("preprocess")
+        tuned = tune(
+            train=prepared.outputs["train"],
+            validation=prepared.outputs["validation"],
+            feature_spec=prepared.outputs["feature_spec"],
+            n_trials=p["n_trials"],
+            timeout_s=p["timeout_s"],
+            seed=p["seed"],
+            families=p["families"],
+            run_id=run_id,
+        ).set_display_name("tune")
+        evaluated = evaluate(
+            model=tuned.outputs["model"],
+            feature_spec=prepared.outputs["feature_spec"],
+            validation=prepared.outputs["validation"],
+            test=prepared.outputs["test"],
+            alert_budget=p["alert_budget"],
+            review_cost=p["review_cost"],
+            review_share=p["review_share"],
+            run_id=run_id,
+        ).set_display_name("evaluate")
+        registered = register(
+            model=tuned.outputs["model"],
+            feature_spec=prepared.outputs["feature_spec"],
+            evaluation=evaluated.outputs["evaluation"],
+            test=prepared.outputs["test"],
+            run_id=run_id,
+        ).set_display_name("register")
+        for task in (landed, prepared, tuned, evaluated, registered):
+            task.set_container_image(image)
+            use_platform_config(task)  # cluster runs read endpoints and keys from the chart's ConfigMap and Secret
+        return outputs_type(
+            run_id,
+            registered.outputs["version"],
+            registered.outputs["aliases"],
+            registered.outputs["promoted"],
+        )
+
+    with_signature(training, pipeline_parameters(), return_annotation=outputs_type)
+    return dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Train, evaluate and register the fraud-detector model on PaySim-schema transactions.",
+    )(training)
 
 
 if __name__ == "__main__":
     from kfp import compiler
 
-    compiler.Compiler().compile(training_pipeline, "fraud-training.yaml")
+    from fraud.settings import load_settings
+
+    compiler.Compiler().compile(build_pipeline(load_settings().image), "fraud-training.yaml")

@@ -77,7 +77,7 @@ def build_parser(kserve_parser: argparse.ArgumentParser, model_name: str) -> arg
         "automatically when it holds a model).",
     )
     parser.add_argument("--host", default=None, help="Bind address for REST and gRPC (FRAUD_SERVE_HOST).")
-    parser.add_argument("--log_level", default=os.environ.get("FRAUD_LOG_LEVEL", "INFO"), help="Log level.")
+    parser.add_argument("--log_level", default=None, help="Log level (FRAUD_LOG_LEVEL, default INFO).")
     return parser
 
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return exc.exit_code
     args = build_parser(model_server.parser, settings.model_name).parse_args(argv)
-    configure_logging(args.log_level.upper())
+    configure_logging((args.log_level or settings.log_level).upper())
     if args.workers != 1:
         log.error(
             "--workers %d is not supported: run one predictor process per core (KServe scales pods)", args.workers

@@ -6,7 +6,6 @@ User errors (`FraudError`) end the process with a one-line reason and the error'
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Annotated
 
@@ -70,11 +69,21 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except FraudError as exc:
-        if os.environ.get("FRAUD_DEBUG"):
+        if _debug():
             raise
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return exc.exit_code
     return 0
+
+
+def _debug() -> bool:
+    """FRAUD_DEBUG, read through the settings (invalid settings are the error being reported: then no debug)."""
+    from fraud.settings import load_settings
+
+    try:
+        return load_settings().debug
+    except FraudError:
+        return False
 
 
 def run() -> None:

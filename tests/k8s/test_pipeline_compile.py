@@ -7,12 +7,16 @@ environment variables by name (never by value), with the names the Helm chart cr
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fraud.settings import Settings, get_settings, reset_settings
+from fraud.params import TrainingParams
+from fraud.settings import Settings, load_settings, reset_settings
 from pipelines import platform
 from pipelines.runner import compile_pipeline
 from pipelines.training import STEPS
@@ -20,6 +24,8 @@ from pipelines.training import STEPS
 from .conftest import yaml_load_all
 
 SENTINEL_KEY = "sentinel-secret-that-must-not-be-compiled"
+IMAGE = "registry.test/fraud-platform:compile-check"
+"""A non-default project image, set in the environment only while the pipeline is compiled."""
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +34,10 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], 
     env = pytest.MonkeyPatch()
     env.setenv("AWS_SECRET_ACCESS_KEY", SENTINEL_KEY)
     env.setenv("AWS_ACCESS_KEY_ID", "sentinel-access-key")
+    env.setenv("FRAUD_IMAGE", IMAGE)
     reset_settings()
     try:
-        path = compile_pipeline(tmp_path_factory.mktemp("kfp") / "fraud-training.yaml")
+        path = compile_pipeline(load_settings(), tmp_path_factory.mktemp("kfp") / "fraud-training.yaml")
     finally:
         env.undo()
         reset_settings()
@@ -41,18 +48,17 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], 
 
 def test_all_five_steps_are_in_the_dag(compiled: tuple[dict[str, Any], dict[str, Any], str]) -> None:
     pipeline_spec, _, _ = compiled
-    assert set(STEPS) == {"ingest", "preprocess", "tune", "evaluate", "register"}
     assert set(pipeline_spec["root"]["dag"]["tasks"]) == set(STEPS)
     assert set(pipeline_spec["deploymentSpec"]["executors"]) == {f"exec-{step}" for step in STEPS}
 
 
-def test_every_step_runs_the_project_image(compiled: tuple[dict[str, Any], dict[str, Any], str]) -> None:
+def test_every_step_runs_the_image_set_when_compiling(
+    compiled: tuple[dict[str, Any], dict[str, Any], str],
+) -> None:
     pipeline_spec, _, _ = compiled
-    image = get_settings().image
-    assert image == Settings().image == "localhost:5001/fraud-platform:0.1.0"
     for name, executor in pipeline_spec["deploymentSpec"]["executors"].items():
         container = executor["container"]
-        assert container["image"] == image, name
+        assert container["image"] == IMAGE, name
         # install_kfp_package=False: no pip install at step start, kfp comes from the image
         assert "pip install" not in " ".join(container["command"]), name
 
@@ -118,5 +124,31 @@ def test_kfp_local_ignores_the_platform_config(compiled: tuple[dict[str, Any], d
 
 
 def test_compiled_package_path(tmp_path: Path) -> None:
-    out = compile_pipeline(tmp_path / "nested" / "pipeline.yaml")
+    out = compile_pipeline(Settings(), tmp_path / "nested" / "pipeline.yaml")
     assert out.is_file() and out.parent.name == "nested"
+
+
+def test_pipeline_parameters_are_the_training_parameters(
+    compiled: tuple[dict[str, Any], dict[str, Any], str],
+) -> None:
+    pipeline_spec, _, _ = compiled
+    declared = pipeline_spec["root"]["inputDefinitions"]["parameters"]
+    assert set(declared) == set(TrainingParams.model_fields)
+    defaults = TrainingParams().arguments()
+    for name, spec in declared.items():
+        assert spec["defaultValue"] == defaults[name], name
+    # the run's results come back as pipeline outputs: the MLflow run id and the registered version
+    outputs = pipeline_spec["root"]["outputDefinitions"]["parameters"]
+    assert {"run_id", "version", "aliases", "promoted"} <= set(outputs)
+
+
+def test_importing_the_pipeline_reads_no_settings() -> None:
+    """With an invalid setting in the environment, importing the pipeline and its components still works: the
+    settings (the project image) are read when the pipeline is built, not at import."""
+    env = {**os.environ, "FRAUD_S3_PORT": "not-a-port"}
+    script = "import components.evaluate, components.ingest, components.tune, pipelines.training, pipelines.runner"
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    check = "from fraud.settings import load_settings; load_settings()"
+    failed = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, check=False)
+    assert failed.returncode != 0 and "s3_port" in failed.stderr  # the setting is invalid indeed
