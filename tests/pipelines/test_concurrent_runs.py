@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from fraud.settings import Settings
 
-pytestmark = [pytest.mark.stack, pytest.mark.slow]
+pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 MODEL = "fraud-concurrent-check"
 EXPERIMENT = "concurrent-check"
@@ -58,10 +58,16 @@ def test_two_runs_at_once_report_their_own_results(stack: Settings, tmp_path: Pa
     feature_sets = ("decision_time", "strict")
     runs = [_start({**SMALL, "feature_set": feature_set}, tmp_path) for feature_set in feature_sets]
     answers = []
-    for run in runs:
-        out, err = run.communicate(timeout=900)
-        assert run.returncode == 0, err[-3000:]
-        answers.append(json.loads(out.strip().splitlines()[-1]))
+    try:
+        for run in runs:
+            out, err = run.communicate(timeout=1500)
+            assert run.returncode == 0, err[-3000:]
+            answers.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
     assert answers[0]["run_id"] != answers[1]["run_id"]
     assert {a["version"] for a in answers} == {"1", "2"}
     client = MlflowClient(stack.tracking_uri)
