@@ -160,7 +160,7 @@ def test_training_block_without_fraud_raises(blocks: Blocks, tmp_path: Path) -> 
 
 def test_bad_configuration_is_refused() -> None:
     with pytest.raises(TuningError, match="families"):
-        TuneConfig(families=("random_forest",))  # type: ignore[arg-type]
+        TuneConfig(families=("random_forest",))
     with pytest.raises(TuningError, match="n_trials or timeout"):
         TuneConfig(n_trials=None, timeout=None)
 
