@@ -162,6 +162,38 @@ class Suggest(Protocol):
     def integer(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int: ...
 
 
+@dataclass(frozen=True)
+class FitData:
+    """Rows to fit one family on with fixed parameters (a refit of a trial), and how."""
+
+    X: np.ndarray
+    y: np.ndarray
+    weight: np.ndarray
+    feature_names: tuple[str, ...]
+    reference: np.ndarray
+    seed: int
+    n_jobs: int
+
+
+def recorded(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters a model records (the study's ``family`` choice is not one of them)."""
+    return {k: v for k, v in params.items() if k != "family"}
+
+
+def save_pickled(model: NativeModel, path: Path) -> None:
+    """joblib, i.e. pickle: loading runs code from the file, so model directories must only ever come from the
+    trusted registry/store, and load reliably only with the library version recorded beside them."""
+    import joblib
+
+    joblib.dump(model.estimator, path)
+
+
+def load_pickled(path: Path) -> Any:
+    import joblib
+
+    return joblib.load(path)
+
+
 @contextmanager
 def threads(n_jobs: int) -> Iterator[None]:
     """Cap OpenMP/BLAS threads of the scikit-learn families (they would otherwise take every core)."""
@@ -182,9 +214,8 @@ class ModelFamily:
     """Distributions whose versions are recorded with a saved model (a mismatch on load is logged)."""
     search_space: Callable[[Suggest, int], dict[str, Any]]
     """The hyper-parameters of one trial, given the suggestion calls and the largest number of rounds."""
-    fit: Callable[..., NativeModel]
-    """``fit(params, X, y, *, feature_names, sample_weight, reference, seed, n_jobs)``: fixed parameters, no
-    validation, no early stopping (a refit of another worker's best trial)."""
+    fit: Callable[[Mapping[str, Any], FitData], NativeModel]
+    """Fixed parameters, no validation, no early stopping (a refit of another worker's best trial)."""
     train: Callable[[TrainingContext, dict[str, Any], Reporter], Outcome]
     """One trial: a staged fit that reports to the pruner and keeps its best stage."""
     save: Callable[[NativeModel, Path], None]

@@ -17,10 +17,21 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from fraud.families.base import Family, ModelFamily, NativeModel, Outcome, Reporter, Suggest, TrainingContext, threads
+from fraud.families.base import (
+    FitData,
+    ModelFamily,
+    NativeModel,
+    Outcome,
+    load_pickled,
+    recorded,
+    save_pickled,
+    threads,
+)
 
 if TYPE_CHECKING:
     from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from fraud.families.base import Family, Reporter, Suggest, TrainingContext
 
 HIST_GB_FLAT_MAX_ROWS: Final = 64
 """Up to this many rows, hist_gb is scored by the flat numpy tree walk; above it by sklearn's Cython predictor.
@@ -246,23 +257,12 @@ def _estimator(
     )
 
 
-def fit(
-    params: Mapping[str, Any],
-    X: np.ndarray,
-    y: np.ndarray,
-    *,
-    feature_names: Sequence[str],
-    sample_weight: np.ndarray,
-    reference: np.ndarray,
-    seed: int,
-    n_jobs: int,
-) -> NativeModel:
+def fit(params: Mapping[str, Any], data: FitData) -> NativeModel:
     """Exactly ``max_iter`` trees with fixed parameters."""
-    record = {k: v for k, v in params.items() if k != "family"}
-    estimator = _estimator(params, max_iter=int(params["max_iter"]), seed=seed, warm_start=False)
-    with threads(n_jobs):
-        estimator.fit(X, y, sample_weight=sample_weight)
-    return HistGBModel(_plain(estimator), feature_names, reference, record, n_threads=n_jobs)
+    estimator = _estimator(params, max_iter=int(params["max_iter"]), seed=data.seed, warm_start=False)
+    with threads(data.n_jobs):
+        estimator.fit(data.X, data.y, sample_weight=data.weight)
+    return HistGBModel(_plain(estimator), data.feature_names, data.reference, recorded(params), n_threads=data.n_jobs)
 
 
 def _stages(first: int, total: int) -> list[int]:
@@ -314,19 +314,10 @@ def train(context: TrainingContext, params: dict[str, Any], reporter: Reporter) 
     return Outcome(model, context.final_ap(model), fitted, "early_stopping" if early else None)
 
 
-def save(model: NativeModel, path: Path) -> None:
-    """joblib, i.e. pickle: only load model directories from the trusted registry/store."""
-    import joblib
-
-    joblib.dump(model.estimator, path)
-
-
 def load(
     path: Path, feature_names: Sequence[str], reference: np.ndarray, params: Mapping[str, Any], nthread: int
 ) -> NativeModel:
-    import joblib
-
-    return HistGBModel(joblib.load(path), feature_names, reference, params, n_threads=nthread)
+    return HistGBModel(load_pickled(path), feature_names, reference, params, n_threads=nthread)
 
 
 FAMILY: Final = ModelFamily(
@@ -336,6 +327,6 @@ FAMILY: Final = ModelFamily(
     search_space=search_space,
     fit=fit,
     train=train,
-    save=save,
+    save=save_pickled,
     load=load,
 )

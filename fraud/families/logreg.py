@@ -14,10 +14,21 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from fraud.families.base import Family, ModelFamily, NativeModel, Outcome, Reporter, Suggest, TrainingContext, threads
+from fraud.families.base import (
+    FitData,
+    ModelFamily,
+    NativeModel,
+    Outcome,
+    load_pickled,
+    recorded,
+    save_pickled,
+    threads,
+)
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
+
+    from fraud.families.base import Family, Reporter, Suggest, TrainingContext
 
 
 class LogRegModel(NativeModel):
@@ -100,59 +111,33 @@ def _pipeline(params: Mapping[str, Any], *, seed: int) -> Any:
     )
 
 
-def fit(
-    params: Mapping[str, Any],
-    X: np.ndarray,
-    y: np.ndarray,
-    *,
-    feature_names: Sequence[str],
-    sample_weight: np.ndarray,
-    reference: np.ndarray,
-    seed: int,
-    n_jobs: int,
-) -> NativeModel:
-    record = {k: v for k, v in params.items() if k != "family"}
-    pipeline = _pipeline(params, seed=seed)
-    w = sample_weight
-    with threads(n_jobs), warnings.catch_warnings():
+def fit(params: Mapping[str, Any], data: FitData) -> NativeModel:
+    pipeline = _pipeline(params, seed=data.seed)
+    w = data.weight
+    with threads(data.n_jobs), warnings.catch_warnings():
         # lbfgs convergence notices, and StandardScaler's sqrt of a tiny negative weighted variance on a
         # constant column (it then uses scale 1, as for any constant column)
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
-        pipeline.fit(np.asarray(X, dtype=np.float64), y, scale__sample_weight=w, clf__sample_weight=w)
-    return LogRegModel(pipeline, feature_names, reference, record)
+        pipeline.fit(np.asarray(data.X, dtype=np.float64), data.y, scale__sample_weight=w, clf__sample_weight=w)
+    return LogRegModel(pipeline, data.feature_names, data.reference, recorded(params))
 
 
 def train(context: TrainingContext, params: dict[str, Any], reporter: Reporter) -> Outcome:
     """One fit on the tuning set, its validation AP reported once (not prunable)."""
-    model = fit(
-        params,
-        context.X,
-        context.y,
-        feature_names=context.feature_names,
-        sample_weight=context.weight,
-        reference=context.reference,
-        seed=context.seed,
-        n_jobs=context.n_jobs,
+    data = FitData(
+        context.X, context.y, context.weight, context.feature_names, context.reference, context.seed, context.n_jobs
     )
+    model = fit(params, data)
     value = context.final_ap(model)
     reporter.report(0, value, prunable=False)
     return Outcome(model, value, dict(params), None)
 
 
-def save(model: NativeModel, path: Path) -> None:
-    """joblib, i.e. pickle: only load model directories from the trusted registry/store."""
-    import joblib
-
-    joblib.dump(model.estimator, path)
-
-
 def load(
     path: Path, feature_names: Sequence[str], reference: np.ndarray, params: Mapping[str, Any], nthread: int
 ) -> NativeModel:
-    import joblib
-
-    return LogRegModel(joblib.load(path), feature_names, reference, params)
+    return LogRegModel(load_pickled(path), feature_names, reference, params)
 
 
 FAMILY: Final = ModelFamily(
@@ -162,6 +147,6 @@ FAMILY: Final = ModelFamily(
     search_space=search_space,
     fit=fit,
     train=train,
-    save=save,
+    save=save_pickled,
     load=load,
 )

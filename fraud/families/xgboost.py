@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from fraud.families.base import Family, ModelFamily, NativeModel, Outcome, Reporter, Suggest, TrainingContext
+from fraud.families.base import FitData, ModelFamily, NativeModel, Outcome, recorded
 
 if TYPE_CHECKING:
     import xgboost as xgb
+
+    from fraud.families.base import Family, Reporter, Suggest, TrainingContext
 
 logger = logging.getLogger(__name__)
 
@@ -219,26 +221,14 @@ def train_params(params: Mapping[str, Any], *, seed: int, n_jobs: int) -> dict[s
     }
 
 
-def fit(
-    params: Mapping[str, Any],
-    X: np.ndarray,
-    y: np.ndarray,
-    *,
-    feature_names: Sequence[str],
-    sample_weight: np.ndarray,
-    reference: np.ndarray,
-    seed: int,
-    n_jobs: int,
-) -> NativeModel:
+def fit(params: Mapping[str, Any], data: FitData) -> NativeModel:
     """Exactly ``n_estimators`` rounds with fixed parameters."""
     import xgboost as xgb
 
-    record = {k: v for k, v in params.items() if k != "family"}
-    dtrain = xgb.QuantileDMatrix(X, label=y, weight=sample_weight, max_bin=MAX_BIN, nthread=n_jobs)
-    booster = xgb.train(
-        train_params(params, seed=seed, n_jobs=n_jobs), dtrain, num_boost_round=int(params["n_estimators"])
-    )
-    return XGBoostModel(booster, feature_names, reference, record, nthread=n_jobs)
+    dtrain = xgb.QuantileDMatrix(data.X, label=data.y, weight=data.weight, max_bin=MAX_BIN, nthread=data.n_jobs)
+    rounds = int(params["n_estimators"])
+    booster = xgb.train(train_params(params, seed=data.seed, n_jobs=data.n_jobs), dtrain, num_boost_round=rounds)
+    return XGBoostModel(booster, data.feature_names, data.reference, recorded(params), nthread=data.n_jobs)
 
 
 def _matrices(context: TrainingContext) -> tuple[xgb.QuantileDMatrix, xgb.DMatrix]:

@@ -14,7 +14,7 @@ import numpy as np
 import optuna
 
 from fraud.families import family
-from fraud.families.base import Family, NativeModel, Outcome, Stopped, training_reference
+from fraud.families.base import Family, FitData, NativeModel, Outcome, Stopped, training_reference
 from fraud.tuning.config import TuneConfig, TuningError
 from fraud.tuning.sampling import TuningSet, average_precision, sample_negatives
 
@@ -108,6 +108,4 @@ def fit_model(
     y = np.asarray(y)
     w = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     ref = training_reference(X, w) if reference is None else reference
-    return entry.fit(
-        params, X, y, feature_names=feature_names, sample_weight=w, reference=ref, seed=seed, n_jobs=n_jobs
-    )
+    return entry.fit(params, FitData(X, y, w, tuple(feature_names), ref, seed, n_jobs))
