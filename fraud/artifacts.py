@@ -97,31 +97,17 @@ def read_tuning_summary(model_dir: Path) -> dict[str, Any]:
 class EvaluationFiles:
     """The files of an evaluation directory, by role."""
 
-    root: Path
+    thresholds: Path
+    evaluation: Path
+    reference: Path
+    reference_scores: Path
+    report: Path
+    figures: Path
 
-    @property
-    def thresholds(self) -> Path:
-        return self.root / THRESHOLDS_FILE
-
-    @property
-    def evaluation(self) -> Path:
-        return self.root / EVALUATION_FILE
-
-    @property
-    def reference(self) -> Path:
-        return self.root / REFERENCE_FILE
-
-    @property
-    def reference_scores(self) -> Path:
-        return self.root / REFERENCE_SCORES_FILE
-
-    @property
-    def report(self) -> Path:
-        return self.root / REPORT_FILE
-
-    @property
-    def figures(self) -> Path:
-        return self.root / FIGURES_DIR
+    @classmethod
+    def under(cls, root: Path) -> EvaluationFiles:
+        names = (THRESHOLDS_FILE, EVALUATION_FILE, REFERENCE_FILE, REFERENCE_SCORES_FILE, REPORT_FILE, FIGURES_DIR)
+        return cls(*(root / name for name in names))
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,7 @@ def run(
     importance = feature_importance(model, test.features, spec.names)
     fpr, tpr, cuts = roc_curve_points(test_scores, test.labels, max_points=200)
     confusion = confusion_at(test_scores, test.labels, thresholds.block).matrix()
-    files = EvaluationFiles(output_dir)
+    files = EvaluationFiles.under(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     files.thresholds.write_text(json.dumps(thresholds.to_dict(), indent=2))
     evaluation = {

@@ -83,7 +83,7 @@ def run(
     run_id: str,
 ) -> Registration:
     spec = FeatureSpec.from_json(spec_path.read_text())
-    files = EvaluationFiles(evaluation_dir)
+    files = EvaluationFiles.under(evaluation_dir)
     evaluation = json.loads(files.evaluation.read_text())
     test_report = evaluation["reports"]["test"]
     test = read_block(test_path, spec)
