@@ -154,12 +154,14 @@ def read_native_metadata(directory: Path) -> dict[str, Any]:
     return cast(dict[str, Any], meta)
 
 
-def load_native(directory: Path, *, nthread: int = 1) -> NativeModel:
+def load_native(directory: Path, *, nthread: int = 1, fast: bool = True) -> NativeModel:
     """Load a model written by `save_native`. Predictions are identical to the saved model's.
 
     ``nthread`` sets the prediction threads of the tree families (1 suits a server scoring one request per core:
     OpenMP threads contend badly on a loaded 2-core machine; offline batch scoring may use more).
     scikit-learn families are unpickled with joblib: only load directories from the trusted registry/store.
+    ``fast=False`` scores through the libraries' public APIs only (no `fraud.compat` private calls): the same
+    answers, slower on small batches.
     """
     meta = read_native_metadata(directory)
     entry = family(meta["family"])
@@ -175,7 +177,7 @@ def load_native(directory: Path, *, nthread: int = 1) -> NativeModel:
     if drift:
         logger.warning("model in %s was saved with %s; loading with %s", directory, saved_with, current)
     try:
-        return entry.load(model_path, names, reference, params, nthread)
+        return entry.load(model_path, names, reference, params, nthread, fast)
     except NativeModelError:
         raise
     except Exception as exc:  # any library error while reading is a corrupt or foreign model file

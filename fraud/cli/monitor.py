@@ -402,8 +402,11 @@ def submit_retraining(settings: Settings, frame: pd.DataFrame, kfp_host: str | N
 
         uri = S3Uri(settings.data_bucket, f"monitoring/retrain/{path.name}")
         ObjectStore.from_settings(settings).upload_file(path, uri)
-        package = compile_pipeline(settings.home_dir / "build" / "fraud-training.yaml")
-        run_id = submit(kfp_host, package, {**arguments, "source": str(uri)}, "fraud-retraining")
+        from fraud.params import TrainingParams
+
+        package = compile_pipeline(settings, settings.home_dir / "build" / "fraud-training.yaml")
+        params = TrainingParams.parse({**arguments, "source": str(uri)})
+        run_id = submit(settings, kfp_host, package, params, "fraud-retraining")
         return {"submitted": "kfp", "run_id": run_id, "data": str(uri), "reason": reason}
     outcome = run_local(settings, arguments)
     return {"submitted": "local", "version": outcome.version, "aliases": outcome.aliases, "data": str(path)}

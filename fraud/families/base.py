@@ -220,5 +220,6 @@ class ModelFamily:
     """One trial: a staged fit that reports to the pruner and keeps its best stage."""
     save: Callable[[NativeModel, Path], None]
     """Write the library's model file (the model's metadata is written by `fraud.modeling.save_native`)."""
-    load: Callable[[Path, Sequence[str], np.ndarray, Mapping[str, Any], int], NativeModel]
-    """Read the library's model file back: ``load(path, feature_names, reference, params, nthread)``."""
+    load: Callable[[Path, Sequence[str], np.ndarray, Mapping[str, Any], int, bool], NativeModel]
+    """Read the library's model file back: ``load(path, feature_names, reference, params, nthread, fast)``;
+    ``fast=False`` scores through the library's public API only (no `fraud.compat` private calls)."""

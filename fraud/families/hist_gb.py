@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping, Sequence
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -52,10 +51,9 @@ class _FlatForest:
     """
 
     def __init__(self, estimator: HistGradientBoostingClassifier) -> None:
-        predictors = estimator._predictors
-        if any(len(per_iter) != 1 for per_iter in predictors):
-            raise ValueError("hist_gb must be a binary classifier (one tree per iteration)")
-        nodes_list = [per_iter[0].nodes for per_iter in predictors]
+        from fraud.compat import sklearn as sklearn_compat
+
+        nodes_list = sklearn_compat.tree_nodes(estimator)
         if any(bool(nodes["is_categorical"].any()) for nodes in nodes_list):
             raise ValueError("hist_gb models with categorical splits are not supported by the fast path")
         sizes = np.asarray([len(nodes) for nodes in nodes_list], dtype=np.intp)
@@ -87,7 +85,7 @@ class _FlatForest:
         self.right = right
         self.roots = offsets
         self.is_leaf = is_leaf
-        self.baseline = float(np.asarray(estimator._baseline_prediction).reshape(-1)[0])
+        self.baseline = sklearn_compat.baseline(estimator)
 
     def raw(self, X: np.ndarray) -> np.ndarray:
         X64 = np.asarray(X, dtype=np.float64)
@@ -113,7 +111,8 @@ class HistGBModel(NativeModel):
     """A scikit-learn ``HistGradientBoostingClassifier`` (binary, numeric features).
 
     Small batches (≤ `HIST_GB_FLAT_MAX_ROWS`) are scored by the flat numpy walk of `_FlatForest`, larger ones by
-    sklearn's ``decision_function``; the two agree bitwise, so the path taken never changes a score.
+    sklearn's ``decision_function``; the two agree bitwise, so the path taken never changes a score. Without
+    ``fast`` every batch goes through sklearn (no flat walk, which reads the estimator's private trees).
     """
 
     family: Family = "hist_gb"
@@ -126,13 +125,14 @@ class HistGBModel(NativeModel):
         params: Mapping[str, Any] | None = None,
         *,
         n_threads: int = 1,
+        fast: bool = True,
     ) -> None:
         super().__init__(feature_names, reference, params or {})
         self.n_threads = n_threads
         if int(estimator.n_features_in_) != self.n_features:
             raise ValueError(f"estimator has {estimator.n_features_in_} features, expected {self.n_features}")
         self._estimator = estimator
-        self._forest = _FlatForest(estimator)
+        self._forest = _FlatForest(estimator) if fast else None
         self.base_logit = float(self._raw(self.reference[np.newaxis, :])[0])
         """Log-odds of the reference row (training medians): the bias column of `contributions`."""
 
@@ -142,14 +142,18 @@ class HistGBModel(NativeModel):
 
     @property
     def n_trees(self) -> int:
-        return len(self._forest.roots)
+        return int(self._estimator.n_iter_)
 
     def _raw(self, X: np.ndarray) -> np.ndarray:
-        if X.shape[0] <= HIST_GB_FLAT_MAX_ROWS:
+        if self._forest is not None and X.shape[0] <= HIST_GB_FLAT_MAX_ROWS:
             return self._forest.raw(X)
-        # _raw_predict is decision_function with an explicit thread count (sklearn's default takes every core,
-        # which stalls under load when the predictor already runs one request per core).
-        return np.asarray(self._estimator._raw_predict(X, n_threads=self.n_threads), dtype=np.float64).reshape(-1)
+        if self._forest is None:
+            return np.asarray(self._estimator.decision_function(X), dtype=np.float64).reshape(-1)
+        # decision_function with an explicit thread count (sklearn's default takes every core, which stalls under
+        # load when the predictor already runs one request per core)
+        from fraud.compat import sklearn as sklearn_compat
+
+        return sklearn_compat.raw_predict(self._estimator, X, self.n_threads)
 
     def predict_logit(self, X: np.ndarray) -> np.ndarray:
         return self._raw(self._check(X))
@@ -211,40 +215,12 @@ def search_space(suggest: Suggest, max_rounds: int) -> dict[str, Any]:
     }
 
 
-@cache
-def _unweighted_binning_class() -> type[HistGradientBoostingClassifier]:
-    """``HistGradientBoostingClassifier`` that bins features on unweighted quantiles during fit.
-
-    scikit-learn 1.9 computes weighted bin edges with one ``_weighted_percentile`` call per bin and feature
-    when the training set has up to 200k rows (and any sample or class weight makes it "weighted"): 7.5 s per fit
-    at 150k rows here, against 0.13 s unweighted, and a warm-started fit re-bins at every stage. Bin edges are
-    only a discretisation of each feature (above 200k rows sklearn itself bins a weighted *resample* without
-    weights), so we bin on the tuning rows as they are; gradients and leaf values still use every weight.
-
-    Only fitting differs: `_plain` turns a fitted instance back into the stock class (same state), so saved
-    models unpickle without this module. The class is made on first use, so importing the family does not import
-    scikit-learn.
-    """
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    class UnweightedBinningHGB(HistGradientBoostingClassifier):  # type: ignore[misc]
-        def _bin_data(self, X: Any, sample_weight: Any, is_training_data: bool) -> Any:
-            return super()._bin_data(X, None, is_training_data)
-
-    return UnweightedBinningHGB
-
-
-def _plain(estimator: HistGradientBoostingClassifier) -> HistGradientBoostingClassifier:
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    estimator.__class__ = HistGradientBoostingClassifier
-    return estimator
-
-
 def _estimator(
     params: Mapping[str, Any], *, max_iter: int, seed: int, warm_start: bool
 ) -> HistGradientBoostingClassifier:
-    return _unweighted_binning_class()(
+    from fraud.compat.sklearn import UnweightedBinningHGB  # bins on unweighted quantiles: see its docstring
+
+    return UnweightedBinningHGB(
         learning_rate=float(params["learning_rate"]),
         max_iter=max_iter,
         max_leaf_nodes=int(params["max_leaf_nodes"]),
@@ -262,7 +238,9 @@ def fit(params: Mapping[str, Any], data: FitData) -> NativeModel:
     estimator = _estimator(params, max_iter=int(params["max_iter"]), seed=data.seed, warm_start=False)
     with threads(data.n_jobs):
         estimator.fit(data.X, data.y, sample_weight=data.weight)
-    return HistGBModel(_plain(estimator), data.feature_names, data.reference, recorded(params), n_threads=data.n_jobs)
+    from fraud.compat.sklearn import as_stock
+
+    return HistGBModel(as_stock(estimator), data.feature_names, data.reference, recorded(params), n_threads=data.n_jobs)
 
 
 def _stages(first: int, total: int) -> list[int]:
@@ -284,6 +262,8 @@ def _stages(first: int, total: int) -> list[int]:
 def train(context: TrainingContext, params: dict[str, Any], reporter: Reporter) -> Outcome:
     """Grow ``max_iter`` trees in doubling warm-started stages; report after each; stop after ``patience``
     reports without improvement; keep a copy of the estimator at its best stage."""
+    from fraud.compat.sklearn import add_tree_values, as_stock
+
     total = int(params["max_iter"])
     estimator = _estimator(params, max_iter=min(context.report_every, total), seed=context.seed, warm_start=True)
     raw = np.zeros(context.monitor_rows64.shape[0], dtype=np.float64)
@@ -297,9 +277,7 @@ def train(context: TrainingContext, params: dict[str, Any], reporter: Reporter) 
             estimator.fit(context.X, context.y, sample_weight=context.weight)
             # Only the trees added by this stage are scored on the monitor rows (sklearn's per-tree
             # predictor, the same one decision_function loops over).
-            known_cats, f_idx_map = estimator._bin_mapper.make_known_categories_bitsets()
-            for per_iter in estimator._predictors[done:stage_end]:
-                raw += per_iter[0].predict(context.monitor_rows64, known_cats, f_idx_map, context.n_jobs)
+            add_tree_values(estimator, context.monitor_rows64, done, stage_end, context.n_jobs, raw)
             done = stage_end
             ap = context.monitor_ap(raw)
             if ap > best[0]:
@@ -308,16 +286,21 @@ def train(context: TrainingContext, params: dict[str, Any], reporter: Reporter) 
             if stage_end - best[1] >= context.patience * context.report_every:
                 early = True
                 break
-    kept = _plain(best[2] if best[2] is not None else estimator)
+    kept = as_stock(best[2] if best[2] is not None else estimator)
     fitted = {**params, "max_iter": int(kept.n_iter_), "max_iter_searched": total}
     model = HistGBModel(kept, context.feature_names, context.reference, fitted, n_threads=context.n_jobs)
     return Outcome(model, context.final_ap(model), fitted, "early_stopping" if early else None)
 
 
 def load(
-    path: Path, feature_names: Sequence[str], reference: np.ndarray, params: Mapping[str, Any], nthread: int
+    path: Path,
+    feature_names: Sequence[str],
+    reference: np.ndarray,
+    params: Mapping[str, Any],
+    nthread: int,
+    fast: bool,
 ) -> NativeModel:
-    return HistGBModel(load_pickled(path), feature_names, reference, params, n_threads=nthread)
+    return HistGBModel(load_pickled(path), feature_names, reference, params, n_threads=nthread, fast=fast)
 
 
 FAMILY: Final = ModelFamily(

@@ -135,8 +135,14 @@ def train(context: TrainingContext, params: dict[str, Any], reporter: Reporter) 
 
 
 def load(
-    path: Path, feature_names: Sequence[str], reference: np.ndarray, params: Mapping[str, Any], nthread: int
+    path: Path,
+    feature_names: Sequence[str],
+    reference: np.ndarray,
+    params: Mapping[str, Any],
+    nthread: int,
+    fast: bool,
 ) -> NativeModel:
+    """``nthread`` and ``fast`` do not apply: scoring is numpy on the coefficients (public attributes)."""
     return LogRegModel(load_pickled(path), feature_names, reference, params)
 
 

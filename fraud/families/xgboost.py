@@ -1,15 +1,13 @@
 """The ``xgboost`` family: an ``xgboost.Booster`` trained with ``objective=binary:logistic``.
 
 Scores through ``inplace_predict`` (no DMatrix); contributions are XGBoost's exact TreeSHAP (``pred_contribs``),
-both through XGBoost's own C calls when they give bitwise the public API's answers (`_DirectCalls`). Trials grow
+both through XGBoost's own C calls when they give bitwise the public API's answers (`fraud.compat.xgboost`). Trials grow
 the booster round by round, report the monitor sample's AP every ``report_every`` rounds, and keep the booster
 sliced to their best report.
 """
 
 from __future__ import annotations
 
-import ctypes
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -23,6 +21,7 @@ from fraud.families.base import FitData, ModelFamily, NativeModel, Outcome, reco
 if TYPE_CHECKING:
     import xgboost as xgb
 
+    from fraud.compat.xgboost import DirectCalls
     from fraud.families.base import Family, Reporter, Suggest, TrainingContext
 
 logger = logging.getLogger(__name__)
@@ -31,86 +30,15 @@ MAX_BIN: Final = 256
 """Histogram bins per feature (the same in trials and refits, so a refit reproduces a trial's model)."""
 
 
-_ARRAY_INTERFACE: Final = (
-    b'{"data": [%d, false], "strides": null, "descr": [["", "<f4"]], "typestr": "<f4", "shape": [%d, %d], "version": 3}'
-)
-"""What ``xgboost._data_utils.array_interface`` serialises for a writeable C-contiguous float32 matrix."""
-
-
-class _DirectCalls:
-    """``inplace_predict(predict_type="margin")`` and ``DMatrix`` + ``predict(pred_contribs=True)`` as the very
-    same XGBoost C calls, with the same arguments, minus the Python wrapper's per-call work.
-
-    On one row the wrapper costs more than the model: ~90 µs of Python around a ~50 µs ``inplace_predict``
-    (input type dispatch, an array interface and a config serialised with ``json.dumps`` on every call, a class
-    built per call to read the output) and ~140 µs around a DMatrix + TreeSHAP. Here the JSON is formatted once
-    (only the data pointer and shape change) and the output is copied straight to float64. The C functions, the
-    data and the configuration are unchanged, so results are bitwise identical; `XGBoostModel` checks that on a
-    probe matrix at load time and keeps the public API if anything differs or XGBoost's internals moved.
-    Inputs must be C-contiguous float32 matrices (what `fraud.features.build_features` returns); anything else
-    goes through the public API.
-    """
-
-    def __init__(self, booster: xgb.Booster, nthread: int) -> None:
-        from xgboost.core import _LIB, _check_call, make_jcargs
-
-        self._lib = _LIB
-        self._check = _check_call
-        self._ulong = ctypes.c_uint64  # xgboost.core.c_bst_ulong
-        self._booster = booster
-        # what Booster.inplace_predict(X, predict_type="margin") sends (default iteration range, missing=NaN)
-        self._margin_args = make_jcargs(
-            type=1, training=False, iteration_begin=0, iteration_end=0, missing=np.nan, strict_shape=False, cache_id=0
-        )
-        # what DMatrix(X, nthread=nthread) and Booster.predict(matrix, pred_contribs=True) send
-        self._matrix_args = make_jcargs(missing=float(np.nan), nthread=int(nthread), data_split_mode=0)
-        self._contrib_args = json.dumps(
-            {"type": 2, "training": False, "iteration_begin": 0, "iteration_end": 0, "strict_shape": False}
-        ).encode("utf-8")
-
-    @staticmethod
-    def accepts(X: np.ndarray) -> bool:
-        return X.dtype == np.float32 and X.ndim == 2 and bool(X.flags.c_contiguous) and X.shape[0] > 0
-
-    @staticmethod
-    def _interface(X: np.ndarray) -> bytes:
-        """XGBoost's ``array_interface(X)`` for a C-contiguous float32 matrix."""
-        return _ARRAY_INTERFACE % (X.ctypes.data, X.shape[0], X.shape[1])
-
-    def _predicted(self, call: Any, *args: Any) -> np.ndarray:
-        """Run a prediction C call with its three out-parameters (shape, dimensions, values) appended."""
-        shape = ctypes.POINTER(self._ulong)()
-        dims = self._ulong()
-        values = ctypes.POINTER(ctypes.c_float)()
-        self._check(call(*args, ctypes.byref(shape), ctypes.byref(dims), ctypes.byref(values)))
-        size = 1
-        for i in range(dims.value):
-            size *= int(shape[i])
-        return np.ctypeslib.as_array(values, shape=(size,)).astype(np.float64)  # a copy: XGBoost reuses its buffer
-
-    def margin(self, X: np.ndarray) -> np.ndarray:
-        call = self._lib.XGBoosterPredictFromDense
-        return self._predicted(call, self._booster.handle, self._interface(X), self._margin_args, ctypes.c_void_p())
-
-    def contributions(self, X: np.ndarray) -> np.ndarray:
-        matrix = ctypes.c_void_p()
-        self._check(self._lib.XGDMatrixCreateFromDense(self._interface(X), self._matrix_args, ctypes.byref(matrix)))
-        try:
-            return self._predicted(
-                self._lib.XGBoosterPredictFromDMatrix, self._booster.handle, matrix, self._contrib_args
-            )
-        finally:
-            self._check(self._lib.XGDMatrixFree(matrix))
-
-
 class XGBoostModel(NativeModel):
     """An XGBoost booster trained with ``objective=binary:logistic``.
 
     ``predict_logit`` uses ``Booster.inplace_predict`` on the numpy matrix: no DMatrix is built. Margins come out
     in float32 and are widened to float64 before the sigmoid, so probabilities near 1 keep their log-odds.
     ``contributions`` needs a DMatrix (``pred_contribs`` is not offered in place) and runs exact TreeSHAP:
-    cost O(trees × leaves × depth²) per row. Both make XGBoost's own C calls directly when they can
-    (`_DirectCalls`: same calls, same results, a fraction of the per-call overhead on small batches).
+    cost O(trees × leaves × depth²) per row. With ``fast`` (the default) both make XGBoost's own C calls directly
+    when they can (`fraud.compat.xgboost.DirectCalls`: same calls, same results, a fraction of the per-call
+    overhead on small batches); without it only the public API is used.
     """
 
     family: Family = "xgboost"
@@ -123,6 +51,7 @@ class XGBoostModel(NativeModel):
         params: Mapping[str, Any] | None = None,
         *,
         nthread: int = 1,
+        fast: bool = True,
     ) -> None:
         super().__init__(feature_names, reference, params or {})
         self._booster = booster
@@ -130,15 +59,17 @@ class XGBoostModel(NativeModel):
         booster.set_param({"nthread": nthread})
         if booster.num_features() != self.n_features:
             raise ValueError(f"booster has {booster.num_features()} features, expected {self.n_features}")
-        self._direct = self._checked_direct_calls()
+        self._direct = self._checked_direct_calls() if fast else None
 
-    def _checked_direct_calls(self) -> _DirectCalls | None:
+    def _checked_direct_calls(self) -> DirectCalls | None:
         """The direct calls, if they give bitwise the public API's answers on a probe matrix (NaNs included)."""
         probe = np.random.default_rng(0).normal(0.0, 3.0, size=(64, self.n_features)).astype(np.float32)
         probe[::5, 0] = np.nan
         probe[1::7, -1] = np.nan
+        from fraud.compat.xgboost import DirectCalls
+
         try:
-            direct = _DirectCalls(self._booster, self._nthread)
+            direct = DirectCalls(self._booster, self._nthread)
             same = np.array_equal(direct.margin(probe), self._public_margin(probe)) and np.array_equal(
                 direct.contributions(probe).reshape(probe.shape[0], -1), self._public_contributions(probe)
             )
@@ -301,11 +232,17 @@ def save(model: NativeModel, path: Path) -> None:
 
 
 def load(
-    path: Path, feature_names: Sequence[str], reference: np.ndarray, params: Mapping[str, Any], nthread: int
+    path: Path,
+    feature_names: Sequence[str],
+    reference: np.ndarray,
+    params: Mapping[str, Any],
+    nthread: int,
+    fast: bool,
 ) -> NativeModel:
     import xgboost as xgb
 
-    return XGBoostModel(xgb.Booster(model_file=str(path)), feature_names, reference, params, nthread=nthread)
+    booster = xgb.Booster(model_file=str(path))
+    return XGBoostModel(booster, feature_names, reference, params, nthread=nthread, fast=fast)
 
 
 FAMILY: Final = ModelFamily(
