@@ -17,7 +17,7 @@ DEMO_TRIALS ?= 12
 PYTEST_ARGS ?=
 CHECKOV := .tools/checkov/bin/checkov
 
-.PHONY: help venv demo demo-rollout test lint typecheck up down status clean serve fuzz bench-generate bench-pipeline bench-serving
+.PHONY: help venv demo demo-rollout test lint typecheck up down status clean serve fuzz bench-generate bench-pipeline bench-serving bench-collector
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -104,6 +104,9 @@ bench-pipeline: venv ## local pipeline wall time per step and peak memory at 1M 
 bench-serving: venv | $(UV) ## serving benchmark: ours vs mlflow models serve vs MLServer (~15 min)
 	$(BIN)/python benchmarks/serving.py --uv $(UV) --rows $(DEMO_ROWS) --trials $(DEMO_TRIALS) \
 	  --json benchmarks/results/serving.json
+
+bench-collector: venv ## inference-log collector: events/s, kill -9 mid-load + resend, 1M predictions to S3 and back (~10 min)
+	$(BIN)/python -m benchmarks.collector all
 
 clean: ## stop the stack and remove local state (.fraud/, data/)
 	-$(BIN)/fraudctl down
