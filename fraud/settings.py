@@ -217,9 +217,12 @@ class Settings(BaseSettings):
         description="Seconds a request (or response) waits for its other half before it is written as unmatched.",
     )
     collector_dedup_seconds: float = Field(
-        default=7 * 24 * 3600.0,
+        default=24 * 3600.0,
         gt=0,
-        description="How long the collector remembers event ids, so redelivered events are dropped.",
+        description=(
+            "How long the collector remembers event ids, so redelivered events are dropped (8 bytes per event in "
+            "memory: a day at 1,000 events/s is ~0.7 GB)."
+        ),
     )
 
     # --- monitoring: logged traffic, labels ---------------------------------------------------------------
