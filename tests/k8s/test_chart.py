@@ -180,7 +180,7 @@ def test_every_container_has_requests_and_limits(rendered: Rendered) -> None:
 
 def test_long_running_containers_have_liveness_and_readiness_probes(rendered: Rendered) -> None:
     for obj in rendered.objects:
-        if obj["kind"] in {"Job", "Pod"}:  # one-shot: the bucket job and the helm test pod
+        if obj["kind"] in {"Job", "CronJob", "Pod"}:  # one-shot: bucket job, monitoring jobs, helm test pod
             continue
         for where, spec in pod_specs(obj):
             for container in spec["containers"]:

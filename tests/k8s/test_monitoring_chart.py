@@ -12,6 +12,7 @@ ServiceMonitor appear exactly when their CRDs do, naming only metrics the collec
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,15 +20,19 @@ from urllib.parse import urlsplit
 import helm_python as helm
 import kubernetes_validate
 import pytest
+import typer.main
 
+from fraud.cli.main import app as fraudctl
 from fraud.settings import Settings
 from monitoring.collector.metrics import CollectorMetrics
 
-from .conftest import CHART, KUBE_VERSIONS, NAMESPACE, RELEASE, Obj, Rendered, render, yaml_load
+from .conftest import CHART, KUBE_VERSIONS, NAMESPACE, RELEASE, ROOT, Obj, Rendered, render, yaml_load
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 COLLECTOR = f"{RELEASE}-collector"
+DRIFT = f"{RELEASE}-drift"
+REPORT = f"{RELEASE}-report"
 PROMETHEUS_RULE = "monitoring.coreos.com/v1/PrometheusRule"
 SERVICE_MONITOR = "monitoring.coreos.com/v1/ServiceMonitor"
 ON: dict[str, Any] = {"monitoring": {"enabled": True}}
@@ -74,6 +79,8 @@ def _pod_labels(obj: Obj) -> dict[str, str]:
     if obj["kind"] == "InferenceService":
         labels: dict[str, str] = obj["spec"]["predictor"]["labels"]
         return labels
+    if obj["kind"] == "CronJob":
+        return dict(obj["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"])
     return dict(obj["spec"]["template"]["metadata"]["labels"])
 
 
@@ -101,9 +108,10 @@ def _monitoring_objects(rendered: Rendered) -> list[Obj]:
     return [
         obj
         for obj in rendered.objects
-        if obj["metadata"]["labels"].get("app.kubernetes.io/component") in {"collector", "alerts"}
+        if obj["metadata"]["labels"].get("app.kubernetes.io/component")
+        in {"collector", "alerts", "drift", "report", "monitor"}
         or obj["kind"] in {"PrometheusRule", "ServiceMonitor"}
-        or obj["metadata"]["name"].endswith(("-minio-monitoring", "-predictor-logger"))
+        or obj["metadata"]["name"].endswith(("-minio-monitoring", "-mlflow-monitoring", "-predictor-logger"))
     ]
 
 
@@ -120,13 +128,20 @@ def test_monitoring_off_renders_none_of_it_even_with_the_crds(off: Rendered) -> 
 def test_monitoring_on_renders_the_collector(on: Rendered) -> None:
     kinds = sorted((obj["kind"], obj["metadata"]["name"]) for obj in _monitoring_objects(on))
     assert kinds == [
+        ("CronJob", DRIFT),
+        ("CronJob", REPORT),
         ("Deployment", COLLECTOR),
         ("NetworkPolicy", COLLECTOR),
+        ("NetworkPolicy", DRIFT),
         ("NetworkPolicy", f"{RELEASE}-minio-monitoring"),
+        ("NetworkPolicy", f"{RELEASE}-mlflow-monitoring"),
         ("NetworkPolicy", f"{RELEASE}-predictor-logger"),
+        ("NetworkPolicy", REPORT),
         ("PersistentVolumeClaim", COLLECTOR),
+        ("PersistentVolumeClaim", f"{RELEASE}-drift-state"),
         ("Service", COLLECTOR),
         ("ServiceAccount", COLLECTOR),
+        ("ServiceAccount", f"{RELEASE}-monitor"),
     ]
 
 
@@ -184,9 +199,9 @@ def test_collector_keeps_one_writer_on_its_write_ahead_log(on: Rendered) -> None
     assert _pod(deployment)["terminationGracePeriodSeconds"] > 30
 
 
-def test_collector_service_account_has_no_rights(on: Rendered) -> None:
-    account = on.one("ServiceAccount", COLLECTOR)
-    assert account["automountServiceAccountToken"] is False
+def test_monitoring_service_accounts_have_no_rights(on: Rendered) -> None:
+    for name in (COLLECTOR, f"{RELEASE}-monitor"):
+        assert on.one("ServiceAccount", name)["automountServiceAccountToken"] is False
     for kind in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"):
         assert on.of_kind(kind) == []
 
@@ -367,8 +382,19 @@ def test_service_monitor_scrapes_the_collector_metrics(render_chart: Callable[..
     assert endpoint == {"port": service["spec"]["ports"][0]["name"], "path": "/metrics", "interval": "30s"}
 
 
-_EXTERNAL_METRICS = {"up", "kubelet_volume_stats_available_bytes", "kubelet_volume_stats_capacity_bytes"}
-_PROMQL_WORDS = {"sum", "rate", "max", "absent", "clamp_min", "or", "and", "by", "increase"}
+_EXTERNAL_METRICS = {
+    "up",  # Prometheus, per scrape target
+    "kubelet_volume_stats_available_bytes",  # the kubelet
+    "kubelet_volume_stats_capacity_bytes",
+    "push_time_seconds",  # the Pushgateway, per pushed group
+}
+_PROMQL_WORDS = {"sum", "rate", "max", "absent", "clamp_min", "or", "and", "by", "increase", "time"}
+
+
+def _drift_metric_names() -> set[str]:
+    """The gauges `monitoring.metrics.registry_for` defines (the drift job's exposition)."""
+    source = (ROOT / "monitoring" / "metrics.py").read_text()
+    return set(re.findall(r'Gauge\(\s*"(fraud_[a-z0-9_]+)"', source))
 
 
 def _collector_metric_names() -> set[str]:
@@ -379,12 +405,19 @@ def _collector_metric_names() -> set[str]:
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
 
 
-def test_alert_rules_name_only_metrics_that_exist(on_with_crds: Rendered) -> None:
-    (rule,) = on_with_crds.of_kind("PrometheusRule")
+@pytest.mark.parametrize("pushgateway", ["", "http://pushgateway.monitoring.svc:9091"])
+def test_alert_rules_name_only_metrics_that_exist(pushgateway: str) -> None:
+    values = {"monitoring": {"enabled": True, "drift": {"pushgatewayUrl": pushgateway}}}
+    rendered = render(values, "rules", api_versions=(PROMETHEUS_RULE,))
+    (rule,) = rendered.of_kind("PrometheusRule")
     assert rule["metadata"]["namespace"] == NAMESPACE
-    exported = _collector_metric_names()
-    assert "collector_events_received_total" in exported  # the exposition really was read
+    collector_metrics, drift_metrics = _collector_metric_names(), _drift_metric_names()
+    assert "collector_events_received_total" in collector_metrics  # the exposition really was read
+    assert {"fraud_drift_window", "fraud_drift_alert_firing"} <= drift_metrics
+    exported = collector_metrics | drift_metrics
     groups = rule["spec"]["groups"]
+    # the drift rules only where the drift metrics reach Prometheus (pushed); else they would always be absent
+    assert ("fraud-model-drift" in [g["name"] for g in groups]) == bool(pushgateway)
     alerts = [r for group in groups for r in group["rules"]]
     assert len(alerts) >= 5
     names = [a["alert"] for a in alerts]
@@ -401,11 +434,14 @@ def test_alert_rules_name_only_metrics_that_exist(on_with_crds: Rendered) -> Non
         metrics = identifiers - _PROMQL_WORDS - {"e"}
         unknown = metrics - exported - _EXTERNAL_METRICS
         assert not unknown, f"{alert['alert']} names metrics nobody exports: {unknown}"
-        for selector in re.findall(r"\{([^}]*)\}", expr):
+        for selected, selector in re.findall(r"([A-Za-z_:][A-Za-z0-9_:]*)\{([^}]*)\}", expr):
             pairs = dict(re.findall(r'(\w+)="([^"]*)"', selector))
+            if selected == "push_time_seconds":
+                assert "fraud-drift" in (pairs.get("job"), pairs.get("exported_job")), expr
+                continue
             assert pairs.get("namespace") == NAMESPACE, expr
             if "service" in pairs:
-                assert pairs["service"] == on_with_crds.one("Service", COLLECTOR)["metadata"]["name"]
+                assert pairs["service"] == rendered.one("Service", COLLECTOR)["metadata"]["name"]
             if "persistentvolumeclaim" in pairs:
                 assert pairs["persistentvolumeclaim"] == COLLECTOR
 
@@ -445,3 +481,164 @@ def test_logger_enabled_without_url_is_fine_with_monitoring(render_chart: Callab
 def test_notes_say_where_the_collector_is(on: Rendered) -> None:
     assert f"svc/{COLLECTOR}" in on.notes
     assert "fraudctl monitor" in on.notes
+
+
+# --- the drift and report jobs ------------------------------------------------------------------------------------
+
+
+def _job_pod(cronjob: Obj) -> Obj:
+    spec: Obj = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return spec
+
+
+def _cli_context(argv: list[str]) -> Any:
+    """Parse a `fraudctl` command line with the real Typer app (its click context): unknown options or bad values
+    raise, as they would in the pod."""
+    command: Any = typer.main.get_command(fraudctl)
+    assert argv[0] == "fraudctl"
+    words = argv[1:]
+    while hasattr(command, "get_command"):  # a group: descend into the named subcommand
+        command = command.get_command(command.context_class(command), words[0])
+        assert command is not None, argv
+        words = words[1:]
+    return command.make_context(command.name, words)
+
+
+def _settings_from(container: Obj, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name, entry in _env(container).items():
+        monkeypatch.setenv(name, entry.get("value", "from-the-secret"))  # secrets by reference
+    return Settings()
+
+
+def test_drift_job_runs_the_drift_command_with_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {
+        "monitoring": {
+            "enabled": True,
+            "labelMaturitySeconds": 86400,
+            "drift": {
+                "since": "6h",
+                "alpha": 0.02,
+                "alertWindows": 4,
+                "alertWebhook": "http://alertmanager.monitoring.svc:9093/api/v2/alerts",
+                "pushgatewayUrl": "http://pushgateway.monitoring.svc:9091",
+            },
+        }
+    }
+    rendered = render(values, "drift")
+    cronjob = rendered.one("CronJob", DRIFT)
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"  # one window at a time on the state volume
+    assert cronjob["spec"]["schedule"] == "10 * * * *"
+    pod = _job_pod(cronjob)
+    (container,) = pod["containers"]
+    argv = container["command"] + container["args"]
+    assert argv == ["fraudctl", "monitor", "drift", "--since", "6h", "--json"]
+    params = _cli_context(argv).params
+    assert params["since"] == "6h" and params["as_json"] is True and params["retrain"] is False
+
+    settings = _settings_from(container, monkeypatch)
+    assert settings.home_dir.as_posix() == "/state"
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert volumes[mounts["/state"]]["persistentVolumeClaim"]["claimName"] == f"{RELEASE}-drift-state"
+    assert (settings.monitor_alpha, settings.monitor_alert_windows) == (0.02, 4)
+    assert settings.monitor_alert_webhook == "http://alertmanager.monitoring.svc:9093/api/v2/alerts"
+    assert settings.monitor_pushgateway_url == "http://pushgateway.monitoring.svc:9091"
+    assert settings.monitor_label_maturity_seconds == 86400
+    assert settings.tracking_uri == f"http://{RELEASE}-mlflow.{NAMESPACE}.svc.cluster.local:5000"
+    assert settings.s3_endpoint == f"http://{RELEASE}-minio.{NAMESPACE}.svc.cluster.local:9000"
+    assert (settings.model_name, settings.model_alias) == ("fraud-detector", "champion")
+    assert settings.monitor_log_bucket == "fraud-monitoring"
+
+    # its egress: MinIO, MLflow, and the Pushgateway's and webhook's ports
+    egress = rendered.one("NetworkPolicy", DRIFT)["spec"]["egress"]
+    open_ports = {port["port"] for rule in egress for port in rule["ports"]}
+    assert open_ports == {9000, 5000, 9091, 9093}
+
+
+def test_retraining_submits_to_kubeflow_pipelines(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {"monitoring": {"enabled": True, "drift": {"retrain": {"enabled": True, "minFrauds": 20}}}}
+    rendered = render(values, "retrain")
+    (container,) = _job_pod(rendered.one("CronJob", DRIFT))["containers"]
+    params = _cli_context(container["command"] + container["args"]).params
+    assert params["retrain"] is True
+    assert params["kfp_host"] == "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
+    settings = _settings_from(container, monkeypatch)
+    assert (settings.monitor_retrain_min_frauds, settings.monitor_retrain_cooldown_hours) == (20, 24)
+    egress = rendered.one("NetworkPolicy", DRIFT)["spec"]["egress"]
+    assert {"to": [{"namespaceSelector": {}}], "ports": [{"port": 8888, "protocol": "TCP"}]} in egress
+
+
+def test_report_job_reports_the_previous_utc_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    rendered = render({"monitoring": {"enabled": True}, "predictor": {"model": {"version": "7"}}}, "report")
+    cronjob = rendered.one("CronJob", REPORT)
+    assert cronjob["spec"]["timeZone"] == "Etc/UTC"
+    (container,) = _job_pod(cronjob)["containers"]
+    shell, flag, script = container["command"]
+    assert (shell, flag) == ("/bin/sh", "-c")
+    words = shlex.split(script)
+    assert words[0] == "exec"
+    argv = words[1:]
+    day = argv.index("--day") + 1
+    assert argv[day] == "$(date -u -d yesterday +%F)"  # GNU date in the Debian-based image
+    argv[day] = "2026-12-05"
+    params = _cli_context(argv).params
+    assert params["day"] == "2026-12-05" and params["publish"] is True  # stored in S3 and MLflow
+    assert str(params["output"]).startswith("/tmp/")  # the writable emptyDir
+    assert params["version"] == "7"  # a pinned predictor is judged against its own version
+    drift_args = _job_pod(rendered.one("CronJob", DRIFT))["containers"][0]["args"]
+    assert drift_args[drift_args.index("--version") + 1] == "7"
+    settings = _settings_from(container, monkeypatch)
+    assert settings.data_bucket == "fraud-data"  # where publish_report stores the report
+    egress = rendered.one("NetworkPolicy", REPORT)["spec"]["egress"]
+    assert {port["port"] for rule in egress for port in rule["ports"]} == {9000, 5000}
+
+
+def test_job_pods_are_restricted(on: Rendered) -> None:
+    for name in (DRIFT, REPORT):
+        cronjob = on.one("CronJob", name)
+        pod = _job_pod(cronjob)
+        assert pod["restartPolicy"] == "Never"
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["serviceAccountName"] == f"{RELEASE}-monitor"
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        (container,) = pod["containers"]
+        sc = container["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc["allowPrivilegeEscalation"] is False
+        assert {"/tmp"} <= {mount["mountPath"] for mount in container["volumeMounts"]}
+        assert cronjob["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] > 0
+
+
+def test_job_network_policies_select_the_job_pods(on: Rendered) -> None:
+    minio = on.one("Deployment", f"{RELEASE}-minio")
+    mlflow = on.one("Deployment", f"{RELEASE}-mlflow")
+    collector = on.one("Deployment", COLLECTOR)
+    minio_from = on.one("NetworkPolicy", f"{RELEASE}-minio-monitoring")["spec"]["ingress"][0]["from"][0]
+    mlflow_policy = on.one("NetworkPolicy", f"{RELEASE}-mlflow-monitoring")["spec"]
+    assert _matches(mlflow_policy["podSelector"], _pod_labels(mlflow))
+    mlflow_from = mlflow_policy["ingress"][0]["from"][0]
+    deny = on.one("NetworkPolicy", f"{RELEASE}-default-deny")["spec"]["podSelector"]
+    for name in (DRIFT, REPORT):
+        labels = _pod_labels(on.one("CronJob", name))
+        assert _matches(deny, labels), f"{name} escapes default deny"
+        policy = on.one("NetworkPolicy", name)["spec"]
+        assert policy["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in policy  # nothing calls a job
+        assert _matches(policy["podSelector"], labels)
+        assert not _matches(policy["podSelector"], _pod_labels(collector))
+        peers = [peer["podSelector"] for rule in policy["egress"] for peer in rule["to"] if "podSelector" in peer]
+        assert any(_matches(peer, _pod_labels(minio)) for peer in peers)
+        assert any(_matches(peer, _pod_labels(mlflow)) for peer in peers)
+        assert _matches(minio_from["podSelector"], labels) and _matches(mlflow_from["podSelector"], labels)
+    assert _matches(minio_from["podSelector"], _pod_labels(collector))
+    assert not _matches(mlflow_from["podSelector"], _pod_labels(collector))  # the collector needs no registry
+
+
+def test_jobs_can_be_turned_off(render_chart: Callable[..., Rendered]) -> None:
+    rendered = render_chart(
+        {"monitoring": {"enabled": True, "drift": {"enabled": False}, "report": {"enabled": False}}}
+    )
+    assert rendered.of_kind("CronJob") == []
+    names = {obj["metadata"]["name"] for obj in rendered.objects}
+    assert not names & {DRIFT, REPORT, f"{RELEASE}-drift-state", f"{RELEASE}-mlflow-monitoring"}
+    rendered.one("Deployment", COLLECTOR)

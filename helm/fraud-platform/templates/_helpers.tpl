@@ -255,3 +255,29 @@ given, else the collector's Service (the Service port is the container port, so 
 {{- define "fraud-platform.loggerUrl" -}}
 {{- .Values.predictor.logger.url | default (include "fraud-platform.collectorUrl" .) -}}
 {{- end -}}
+
+{{/* Environment of the monitoring's jobs (drift, daily report): object store, registry, served model, buckets. */}}
+{{- define "fraud-platform.monitorJobEnv" -}}
+{{ include "fraud-platform.s3Env" . }}
+- name: MLFLOW_TRACKING_URI
+  value: {{ include "fraud-platform.mlflowUrl" . | quote }}
+- name: FRAUD_MODEL_NAME
+  value: {{ .Values.platform.modelName | quote }}
+- name: FRAUD_MODEL_ALIAS
+  value: {{ .Values.predictor.model.alias | quote }}
+- name: FRAUD_DATA_BUCKET
+  value: {{ .Values.platform.buckets.data | quote }}
+- name: FRAUD_MONITOR_LOG_BUCKET
+  value: {{ .Values.monitoring.logBucket | quote }}
+- name: FRAUD_MONITOR_ALPHA
+  value: {{ .Values.monitoring.drift.alpha | quote }}
+- name: FRAUD_MONITOR_LABEL_MATURITY_SECONDS
+  value: {{ .Values.monitoring.labelMaturitySeconds | quote }}
+{{- end -}}
+
+{{/* The TCP port of an http(s) URL: the explicit one, else 80 or 443. */}}
+{{- define "fraud-platform.urlPort" -}}
+{{- $url := urlParse . -}}
+{{- $hostPort := splitList ":" $url.host -}}
+{{- ternary (last $hostPort) (ternary "443" "80" (eq $url.scheme "https")) (gt (len $hostPort) 1) -}}
+{{- end -}}
