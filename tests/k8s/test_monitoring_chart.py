@@ -457,6 +457,12 @@ BAD_MONITORING_VALUES: list[tuple[str, dict[str, Any], str]] = [
     ("size not a quantity", {"monitoring": {"collector": {"persistence": {"size": "lots"}}}}, "size"),
     ("scrape interval", {"monitoring": {"prometheus": {"scrapeInterval": "often"}}}, "scrapeInterval"),
     ("enabled as text", {"monitoring": {"enabled": "yes"}}, "enabled"),
+    ("empty peer", {"monitoring": {"collector": {"ingressFrom": [{}]}}}, "ingressFrom"),
+    ("peer with a typo", {"monitoring": {"collector": {"ingressFrom": [{"podSelecter": {}}]}}}, "additional"),
+    ("schedule", {"monitoring": {"drift": {"schedule": "hourly"}}}, "schedule"),
+    ("window", {"monitoring": {"drift": {"since": "1 day"}}}, "since"),
+    ("alpha of 1", {"monitoring": {"drift": {"alpha": 1}}}, "alpha"),
+    ("pushgateway not http", {"monitoring": {"drift": {"pushgatewayUrl": "pgw:9091"}}}, "pushgatewayUrl"),
     ("logger without URL and no monitoring", {"predictor": {"logger": {"enabled": True}}}, "url"),
 ]
 
@@ -642,3 +648,14 @@ def test_jobs_can_be_turned_off(render_chart: Callable[..., Rendered]) -> None:
     names = {obj["metadata"]["name"] for obj in rendered.objects}
     assert not names & {DRIFT, REPORT, f"{RELEASE}-drift-state", f"{RELEASE}-mlflow-monitoring"}
     rendered.one("Deployment", COLLECTOR)
+
+
+def test_more_peers_may_reach_the_collector(rendered_sets: dict[str, Rendered]) -> None:
+    """The `monitoring` value set lets a case-management namespace post labels; the rest stays as it was."""
+    rendered = rendered_sets["monitoring"]
+    (ingress,) = rendered.one("NetworkPolicy", COLLECTOR)["spec"]["ingress"]
+    case_management = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "case-management"}}}
+    assert case_management in ingress["from"]
+    assert len(ingress["from"]) == 3  # predictor pods, Prometheus, case management
+    egress = rendered.one("NetworkPolicy", DRIFT)["spec"]["egress"]
+    assert {"to": [{"namespaceSelector": {}}], "ports": [{"port": 9091, "protocol": "TCP"}]} in egress
