@@ -125,11 +125,15 @@ class PredictorProcess:
         except requests.RequestException:
             return False
 
-    def wait_live(self, timeout: float = 90.0) -> None:
+    def wait_live(self, timeout: float = 300.0) -> None:
         self._wait(self.alive, timeout, "live")
 
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        """Wait until ready; raises with the log's tail if the process exits or the time runs out."""
+    def wait_ready(self, timeout: float = 600.0) -> None:
+        """Wait until ready; raises with the log's tail if the process exits or the time runs out.
+
+        The default is generous: on a loaded shared machine importing the libraries alone has taken minutes, and
+        a healthy predictor returns as soon as it is ready.
+        """
         self._wait(self.ready, timeout, "ready")
 
     def _wait(self, check: Callable[[], bool], timeout: float, what: str) -> None:

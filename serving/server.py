@@ -304,7 +304,10 @@ class RequestMiddleware:
                     message = await receive()
                     if message["type"] == "http.disconnect":
                         return _Unread(None, f"client disconnected after {len(body):,} bytes of the request body")
-                    body += message.get("body", b"")
+                    part: bytes = message.get("body", b"")
+                    if not body and not message.get("more_body", False) and len(part) <= self.max_body_bytes:
+                        return part  # the whole body in one message (the usual case): no copy
+                    body += part
                     if len(body) > self.max_body_bytes:
                         what = f"request body of more than {len(body):,} bytes"
                         return _Unread(413, _too_large_message(what, self.max_body_bytes))
