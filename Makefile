@@ -17,7 +17,7 @@ DEMO_TRIALS ?= 12
 PYTEST_ARGS ?=
 CHECKOV := .tools/checkov/bin/checkov
 
-.PHONY: help venv demo demo-rollout test lint typecheck up down status clean serve fuzz bench-generate bench-pipeline bench-serving bench-collector
+.PHONY: help venv demo demo-rollout demo-monitoring test lint typecheck up down status clean serve fuzz bench-generate bench-pipeline bench-serving bench-collector
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,7 @@ demo: venv ## start the local stack, generate + ingest + profile a dataset, trai
 	$(BIN)/fraudctl pipeline run --rows $(DEMO_ROWS) --seed $(DEMO_SEED) --trials $(DEMO_TRIALS)
 	$(BIN)/fraudctl status
 	@$(MAKE) --no-print-directory demo-rollout
+	@$(MAKE) --no-print-directory demo-monitoring
 
 # The rollout part of the demo (issue 14): a challenger trained on the next generated month (steps 744 on, split at
 # the same days of its month) is rolled out against the champion through shadow and the weighted steps while
@@ -68,6 +69,18 @@ demo-rollout: venv ## train a challenger on the next generated month and roll it
 	  $(BIN)/fraudctl canary wait --timeout 600; outcome=$$?; kill $$replay 2>/dev/null; wait $$replay 2>/dev/null; \
 	  $(BIN)/fraudctl canary status; $(BIN)/fraudctl canary report; \
 	  test $$outcome -le 1  # promoted (0) and rolled back (1) are both outcomes; only a timeout (2) fails the demo
+
+# The monitoring part of the demo (issue 15): the daily report of the traffic replayed above (read back from the
+# inference log the collector wrote), then a drift check of a file from a shifted scenario (legitimate amounts x1.5),
+# judged against the served version's reference; both print where their HTML is.
+DEMO_REPORT_DIR ?= reports
+DEMO_SHIFTED_FILE ?= data/paysim-amount-shift.parquet
+
+demo-monitoring: venv ## daily report of the replayed traffic and a drift check of a shifted month (needs `make demo`)
+	$(BIN)/fraudctl monitor report --day $$(date -u +%F) --output $(DEMO_REPORT_DIR)
+	$(BIN)/fraudctl data generate --rows 200000 --seed $$(( $(DEMO_SEED) + 2 )) --scenario amount_shift \
+	  --param amount_factor=1.5 --output $(DEMO_SHIFTED_FILE)
+	$(BIN)/fraudctl monitor drift --current $(DEMO_SHIFTED_FILE) --html $(DEMO_REPORT_DIR)/drift-amount-shift.html
 
 test: venv $(CHECKOV) lint typecheck ## lint, type-check and run every test (starts its own local stack on free ports)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -162,11 +164,15 @@ class Cell:
         }
 
 
+UNLABELLED = True
+"""Also judge each window without its labels (``--labels-only`` turns it off to halve the cost)."""
+
+
 def run_cell(cell: Cell, world: World, window: pd.DataFrame, config: DriftConfig, evidently: bool) -> None:
     started = time.perf_counter()
     labelled = detect(window, world.reference, config)
     seconds = time.perf_counter() - started
-    unlabelled = detect(window.drop(columns=["isFraud"]), world.reference, config)
+    unlabelled = detect(window.drop(columns=["isFraud"]), world.reference, config) if UNLABELLED else labelled
     cell.add(labelled, unlabelled, seconds)
     if evidently:
         from monitoring.evidently_report import run_report, verdict
@@ -225,6 +231,97 @@ def detection(
     return results
 
 
+# --- the 1M chain: logged predictions -> drift + daily report, and Evidently on the same rows ----------------------
+def _save_reference(reference: Reference, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    reference.sample.to_parquet(folder / "sample.parquet")
+    reference.scores.to_parquet(folder / "scores.parquet")
+    (folder / "thresholds.json").write_text(json.dumps(reference.thresholds.to_dict()))
+
+
+def _load_reference(folder: Path) -> Reference:
+    thresholds = Thresholds.from_dict(json.loads((folder / "thresholds.json").read_text()))
+    return reference_module.from_frames(
+        "bench", pd.read_parquet(folder / "sample.parquet"), pd.read_parquet(folder / "scores.parquet"), thresholds
+    )
+
+
+def chain_child(engine: str, since: datetime, until: datetime, folder: Path) -> dict[str, Any]:
+    """One measured process: read the logged rows, then our drift + daily report, or Evidently's default report."""
+    import resource
+
+    from fraud.settings import load_settings
+    from monitoring.inference_log import read_log
+
+    started = time.perf_counter()
+    settings = load_settings()
+    reference = _load_reference(folder / "reference")
+    log = read_log(settings, since, until)
+    timings: dict[str, Any] = {"rows": len(log), "read_log_s": time.perf_counter() - started}
+    if engine == "ours":
+        from monitoring import daily_report
+
+        mark = time.perf_counter()
+        result = detect(log, reference, DriftConfig())
+        timings["drift_s"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        report = daily_report.build(until.date(), log, drift=result)
+        daily_report.write(report, folder / "reports")
+        timings["report_s"] = time.perf_counter() - mark
+        timings["drift"] = result.drift
+        timings["tests"] = result.tests
+    else:
+        from monitoring.evidently_report import run_report, save_report, verdict
+
+        mark = time.perf_counter()
+        snapshot = run_report(reference.sample, log)
+        found = verdict(snapshot)
+        save_report(snapshot, folder / "evidently.html")
+        timings["evidently_s"] = time.perf_counter() - mark
+        timings["evidently_dataset_drift"] = found.dataset_drift
+    timings["total_s"] = time.perf_counter() - started
+    timings["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return timings
+
+
+def chain(rows: int, cache: Path, workdir: Path) -> dict[str, Any]:
+    """Log `rows` predictions through the collector into a private store, then time both engines on them."""
+    import subprocess
+
+    from benchmarks.collector import private_store, volume_chain
+
+    world = build_world(1_000_000, cache)
+    _save_reference(world.reference, workdir / "reference")
+    results: dict[str, Any] = {}
+    with private_store(workdir) as settings, volume_chain(settings, workdir, rows) as (logged, since, until, setup):
+        results["setup"] = setup
+        env = {**os.environ, **logged.server_env(), "FRAUD_MONITOR_LOG_BUCKET": logged.monitor_log_bucket}
+        for engine in ("ours", "evidently"):
+            command = [
+                sys.executable,
+                __file__,
+                "chain-child",
+                "--engine",
+                engine,
+                "--since",
+                since.isoformat(),
+                "--until",
+                until.isoformat(),
+                "--workdir",
+                str(workdir),
+            ]
+            started = time.perf_counter()
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+            wall = time.perf_counter() - started
+            if done.returncode != 0:
+                raise RuntimeError(f"{engine} child failed: {done.stderr[-2000:]}")
+            measured = json.loads(done.stdout.strip().splitlines()[-1])
+            measured["process_wall_s"] = wall
+            results[engine] = measured
+            print(f"  {engine}: {json.dumps(measured)}", flush=True)
+    return results
+
+
 def _print_table(title: str, results: dict[str, Any]) -> None:
     print(f"\n{title}")
     print(f"{'case':<44} {'rows':>8} {'n':>4} {'ours':>7} {'no lbl':>7} {'ev n':>5} {'ev any':>7} {'ev set':>7}")
@@ -243,7 +340,12 @@ def _print_table(title: str, results: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=("false-alarms", "detection"), help="What to measure.")
+    parser.add_argument("mode", choices=("false-alarms", "detection", "chain", "chain-child"), help="What to measure.")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="chain: logged predictions.")
+    parser.add_argument("--engine", choices=("ours", "evidently"), default="ours", help="chain-child: what to run.")
+    parser.add_argument("--since", default=None, help="chain-child: window start (ISO).")
+    parser.add_argument("--until", default=None, help="chain-child: window end (ISO).")
+    parser.add_argument("--workdir", type=Path, default=None, help="chain: working directory (default: temporary).")
     parser.add_argument("--month-rows", type=int, default=1_000_000, help="Rows of each generated month.")
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="Window sizes (rows).")
     parser.add_argument("--windows", type=int, default=200, help="false-alarms: healthy windows per size.")
@@ -255,7 +357,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--evidently-windows", type=int, default=20, help="Windows per cell also run by Evidently.")
     parser.add_argument("--cache", type=Path, default=ROOT / ".fraud" / "bench-drift", help="Model cache directory.")
     parser.add_argument("--json", type=Path, default=None, help="Also write the numbers to this JSON file.")
+    parser.add_argument("--labels-only", action="store_true", help="Judge windows with their labels only.")
     args = parser.parse_args(argv)
+    global UNLABELLED  # noqa: PLW0603 - a run-wide switch set once from the command line
+    UNLABELLED = not args.labels_only
+    if args.mode == "chain-child":
+        timings = chain_child(
+            args.engine, datetime.fromisoformat(args.since), datetime.fromisoformat(args.until), args.workdir
+        )
+        print(json.dumps(timings, default=str))
+        return 0
+    if args.mode == "chain":
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="drift-chain-") as tmp:
+            workdir = args.workdir or Path(tmp)
+            workdir.mkdir(parents=True, exist_ok=True)
+            chained = chain(args.rows, args.cache, workdir)
+        ours, theirs = chained["ours"], chained["evidently"]
+        print(
+            f"\n{ours['rows']:,} logged predictions: read + drift + daily report {ours['total_s']:.1f} s in-process "
+            f"({ours['process_wall_s']:.1f} s with imports), peak {ours['peak_rss_mb']:.0f} MB; Evidently's default "
+            f"drift report on the same rows {theirs['total_s']:.1f} s in-process ({theirs['process_wall_s']:.1f} s), "
+            f"peak {theirs['peak_rss_mb']:.0f} MB; ratio {theirs['process_wall_s'] / ours['process_wall_s']:.1f}x"
+        )
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"mode": "chain", "results": chained}, indent=2, default=str))
+        return 0
     world = build_world(args.month_rows, args.cache)
     if args.mode == "false-alarms":
         sizes = args.sizes or [200, 1_000, 10_000, 100_000]

@@ -116,8 +116,8 @@ def parse_time(text: str | None, default: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _logged_window(settings: Settings, since: datetime, until: datetime, version: str) -> Window:
-    """The version's logged predictions received in [since, until), with their matured labels."""
+def _logged_window(settings: Settings, since: datetime, until: datetime, version: str | None) -> Window:
+    """The logged predictions (of one version, or all) received in [since, until), with their matured labels."""
     import numpy as np
 
     from monitoring.inference_log import read_log
@@ -127,11 +127,11 @@ def _logged_window(settings: Settings, since: datetime, until: datetime, version
     log = read_log(settings, since, until, version)
     log = log.loc[log["score"].notna() & log["decision"].notna()].reset_index(drop=True)
     if log.empty:
-        return Window(log, f"inference log (version {version})", since, until)
+        return Window(log, f"inference log (version {version or 'all'})", since, until)
     labelled = labelled_predictions(settings, since, until, version, log=log)
     frame = log.merge(labelled.frame[["request_id", "row", "isFraud"]], on=["request_id", "row"], how="left")
     frame["isFraud"] = frame["isFraud"].astype(np.float64)
-    return Window(frame, f"inference log (version {version})", since, until, labelled.pending)
+    return Window(frame, f"inference log (version {version or 'all'})", since, until, labelled.pending)
 
 
 def load_window(settings: Settings, version: str, since: datetime, until: datetime, current: str | None) -> Window:
@@ -437,24 +437,27 @@ def report(
     end = start + timedelta(days=1)
     chosen = resolve_version(settings, version)
     with err_console.status(f"reading {moment} from the inference log…"):
-        window = _logged_window(settings, start, end, chosen)
+        window = _logged_window(settings, start, end, None)
     frame = window.frame
     if frame.empty:
-        raise ConfigError(f"no logged predictions of version {chosen} on {moment}; pick another --day or --version")
+        raise ConfigError(f"no logged predictions on {moment}; pick another --day (the log keeps days in UTC)")
+    served = frame.loc[frame["model_version"].astype(str) == chosen].reset_index(drop=True)
     drift_result = perf = None
     try:
-        with err_console.status("loading the reference and testing drift…"):
+        with err_console.status(f"loading the reference of version {chosen} and testing its traffic for drift…"):
             reference = load(settings, chosen)
-            drift_result = detect(
-                frame, reference, DriftConfig(alpha=settings.monitor_alpha), window_info=window.info()
-            )
+            if not served.empty:
+                drift_result = detect(
+                    served, reference, DriftConfig(alpha=settings.monitor_alpha), window_info=window.info()
+                )
     except ReferenceError as exc:
         err_console.print(f"[yellow]no drift section:[/] {exc}")
         reference = None
     labelled = frame["isFraud"].notna() if "isFraud" in frame.columns else None
-    if reference is not None:
-        if labelled is not None and labelled.any():
-            rows = frame.loc[labelled]
+    served_labelled = served["isFraud"].notna() if "isFraud" in served.columns else None
+    if reference is not None and not served.empty:
+        if served_labelled is not None and served_labelled.any():
+            rows = served.loc[served_labelled]
             perf = performance.measured(
                 rows["score"],
                 rows["isFraud"],
@@ -466,8 +469,8 @@ def report(
             )
         elif "isFraud" in reference.scores.columns:
             perf = performance.estimated(
-                frame["score"],
-                frame["amount"],
+                served["score"],
+                served["amount"],
                 reference.thresholds.block,
                 reference.thresholds.review_cost,
                 performance.Calibration.from_reference(reference),
