@@ -25,9 +25,16 @@ fi
 step "kind cluster '${CLUSTER_NAME}' from kind-config.yaml"
 if kind get clusters 2>/dev/null | grep -qx "${CLUSTER_NAME}"; then
   echo "cluster exists"
+  # A re-run must act on this cluster, whatever context another tool selected since: write its kubeconfig entry
+  # and make it the current context again.
+  kind export kubeconfig --name "${CLUSTER_NAME}"
 else
   kind create cluster --name "${CLUSTER_NAME}" --config "${ROOT}/kind-config.yaml" --wait 120s
 fi
+# Every kubectl below names the context explicitly, so nothing can land on another cluster even if the current
+# context changes while this script runs.
+CONTEXT="kind-${CLUSTER_NAME}"
+kubectl() { command kubectl --context "${CONTEXT}" "$@"; }
 
 step "containerd mirror localhost:${REGISTRY_PORT} -> http://${REGISTRY_NAME}:5000 on every node"
 # "localhost" inside a node is the node itself, so the nodes reach the registry container by name on the kind network.
@@ -65,10 +72,15 @@ kubectl -n envoy-gateway-system wait --for=condition=Available deployment/envoy-
 step "KServe in Standard mode with the Gateway API (manifests/kserve)"
 # The webhook's certificate is issued by cert-manager a few seconds after the CRDs land; retry the apply until the
 # webhook answers rather than failing on the first race.
+applied=false
 for attempt in 1 2 3 4 5; do
-  kubectl apply --server-side --force-conflicts -k "${MANIFESTS}/kserve" && break
-  echo "retrying in 15 s (attempt ${attempt})"; sleep 15
+  if kubectl apply --server-side --force-conflicts -k "${MANIFESTS}/kserve"; then applied=true; break; fi
+  echo "retrying in 15 s (attempt ${attempt} of 5)"; sleep 15
 done
+if [ "${applied}" != true ]; then
+  echo "error: KServe (manifests/kserve) did not apply after 5 attempts; see the errors above" >&2
+  exit 1
+fi
 kubectl -n kserve wait --for=condition=Available deployment/kserve-controller-manager --timeout=5m
 # The controller reads inferenceservice-config at start: restart it so the patched mode is in force.
 kubectl -n kserve rollout restart deployment/kserve-controller-manager

@@ -151,7 +151,9 @@ def test_every_pod_meets_the_restricted_profile(rendered: Rendered) -> None:
         assert pod_sc.get("runAsNonRoot") is True, where
         assert pod_sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", where
         assert spec.get("hostNetwork") is not True and spec.get("hostPID") is not True, where
-        assert spec.get("automountServiceAccountToken") is False, where
+        # Only the canary controller talks to the API server (its Role: get/patch one InferenceService).
+        expects_token = spec.get("serviceAccountName", "").endswith("-canary-controller")
+        assert spec.get("automountServiceAccountToken") is expects_token, where
         for volume in spec.get("volumes", []):
             assert "hostPath" not in volume, where
         for container in _containers(spec):
@@ -181,6 +183,8 @@ def test_every_container_has_requests_and_limits(rendered: Rendered) -> None:
 def test_long_running_containers_have_liveness_and_readiness_probes(rendered: Rendered) -> None:
     for obj in rendered.objects:
         if obj["kind"] in {"Job", "CronJob", "Pod"}:  # one-shot: bucket job, monitoring jobs, helm test pod
+            continue
+        if obj["metadata"]["name"].endswith("-canary-controller"):  # a reconcile loop with no port: it exits on error
             continue
         for where, spec in pod_specs(obj):
             for container in spec["containers"]:
@@ -379,8 +383,9 @@ def test_canary_at_ten_percent(rendered_sets: dict[str, Rendered], typed_isvc: C
     assert len(f"fraud-detector-{canary.predictor.name}-predictor") <= 63
     stable_env = {e.name: e.value for e in model.spec.predictor.containers[0].env}
     canary_env = {e.name: e.value for e in canary.predictor.containers[0].env}
-    assert stable_env["FRAUD_MODEL_ALIAS"] == "champion"
+    assert stable_env["FRAUD_MODEL_VERSION"] == "2" and "FRAUD_MODEL_ALIAS" not in stable_env
     assert canary_env["FRAUD_MODEL_VERSION"] == "3" and "FRAUD_MODEL_ALIAS" not in canary_env
+    assert stable_env["STORAGE_URI"] != canary_env["STORAGE_URI"]
     assert canary.predictor.containers[0].image == model.spec.predictor.containers[0].image
 
 
@@ -488,7 +493,25 @@ def test_schema_rejects_bad_values(
     ("values", "message"),
     [
         ({"predictor": {"minReplicas": 4, "maxReplicas": 2}}, "maxReplicas"),
-        ({"predictor": {"variantName": "challenger", "canary": {"enabled": True}}}, "must differ"),
+        (
+            {
+                "predictor": {
+                    "variantName": "challenger",
+                    "model": {"storageUri": "s3://models/v2"},
+                    "canary": {"enabled": True, "model": {"storageUri": "s3://models/v3"}},
+                }
+            },
+            "must differ",
+        ),
+        (
+            {
+                "predictor": {
+                    "model": {"storageUri": "s3://models/v2"},
+                    "canary": {"enabled": True, "model": {"storageUri": "s3://models/v2"}},
+                }
+            },
+            "storageUri must differ",
+        ),
     ],
 )
 def test_template_rejects_inconsistent_values(
@@ -523,3 +546,72 @@ def test_every_value_is_documented() -> None:
         if not rest:
             stack.append((indent, key))
     assert undocumented == []
+
+
+def test_a_canary_needs_storage_uris(render_chart: Callable[..., Rendered]) -> None:
+    """KServe's webhook admits a canary only beside a stable predictor with a model: the schema asks for both URIs."""
+    with pytest.raises(helm.HelmValuesError, match="storageUri"):
+        render_chart({"predictor": {"canary": {"enabled": True}}})
+
+
+def test_each_variant_serves_its_own_storage_uri(rendered_sets: dict[str, Rendered]) -> None:
+    rendered = rendered_sets["canary"]
+    isvc = rendered.one("InferenceService", "fraud-detector")
+    stable_env = {e["name"]: e.get("value") for e in isvc["spec"]["predictor"]["containers"][0]["env"]}
+    (canary,) = isvc["spec"]["canary"]
+    canary_env = {e["name"]: e.get("value") for e in canary["predictor"]["containers"][0]["env"]}
+    values = rendered.values["predictor"]
+    assert stable_env["STORAGE_URI"] == values["model"]["storageUri"]
+    assert canary_env["STORAGE_URI"] == values["canary"]["model"]["storageUri"] != stable_env["STORAGE_URI"]
+    # The storage initializer's keys: a Secret listed on the predictor's ServiceAccount, annotated for KServe.
+    (account,) = [sa for sa in rendered.of_kind("ServiceAccount") if sa["metadata"]["name"].endswith("-predictor")]
+    (secret_ref,) = account["secrets"]
+    secret = rendered.one("Secret", secret_ref["name"])
+    assert set(secret["data"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert secret["metadata"]["annotations"]["serving.kserve.io/s3-endpoint"].endswith(".svc.cluster.local:9000")
+    # ... and the network path for it: predictor egress to MinIO, MinIO ingress from the predictor.
+    policy = rendered.one("NetworkPolicy", "fraud-platform-predictor")
+    egress_to = [
+        peer["podSelector"]["matchLabels"].get("app.kubernetes.io/component")
+        for rule in policy["spec"]["egress"]
+        for peer in rule.get("to", [])
+    ]
+    assert "minio" in egress_to
+    minio = rendered.one("NetworkPolicy", "fraud-platform-minio")
+    components = minio["spec"]["ingress"][0]["from"][0]["podSelector"]["matchExpressions"][1]["values"]
+    assert "predictor" in components
+
+
+def test_promoted_release_addresses_the_variant_service(rendered_sets: dict[str, Rendered]) -> None:
+    """After a promotion KServe names the Service <isvc>-<variant>-predictor; helm test and NOTES must follow."""
+    rendered = rendered_sets["promoted"]
+    test_pod = rendered.one("Pod", "fraud-platform-test")
+    url = test_pod["spec"]["containers"][0]["command"][-1]
+    assert url.startswith("http://fraud-detector-challenger-predictor.fraud.svc.cluster.local/"), url
+    assert "svc/fraud-detector-challenger-predictor " in rendered.notes
+    assert "svc/fraud-detector-predictor " not in rendered.notes
+
+
+def test_canary_controller_identity_is_one_role(rendered_sets: dict[str, Rendered]) -> None:
+    rendered = rendered_sets["canary-controller"]
+    assert not rendered.of_kind("ClusterRole") and not rendered.of_kind("ClusterRoleBinding")
+    role = rendered.one("Role", "fraud-platform-canary-controller")
+    assert role["rules"] == [
+        {
+            "apiGroups": ["serving.kserve.io"],
+            "resources": ["inferenceservices"],
+            "resourceNames": ["fraud-detector"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+    deployment = rendered.one("Deployment", "fraud-platform-canary-controller")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] + container["args"][:4] == [
+        "fraudctl",
+        "canary",
+        "controller",
+        "--namespace",
+        "fraud",
+        "--inference-service",
+        "fraud-detector",
+    ]

@@ -118,6 +118,34 @@ imagePullSecrets:
 {{- .Values.minio.auth.existingSecret | default (include "fraud-platform.minioName" .) -}}
 {{- end -}}
 
+{{/*
+The stable predictor's Service as KServe names it: `<isvc>-predictor`, or `<isvc>-<variant>-predictor` once a
+variant name is set (after a promotion).
+*/}}
+{{- define "fraud-platform.predictorServiceName" -}}
+{{- $p := .Values.predictor -}}
+{{- if $p.variantName -}}
+{{- printf "%s-%s-predictor" $p.inferenceServiceName $p.variantName -}}
+{{- else -}}
+{{- printf "%s-predictor" $p.inferenceServiceName -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether any predictor variant loads its model through KServe's storage initializer. */}}
+{{- define "fraud-platform.usesStorageInitializer" -}}
+{{- $p := .Values.predictor -}}
+{{- if or $p.model.storageUri (and $p.canary.enabled $p.canary.model.storageUri) -}}true{{- end -}}
+{{- end -}}
+
+{{/* The Secret KServe's storage initializer reads S3 keys from: the user's, or the one the chart creates. */}}
+{{- define "fraud-platform.storageSecretName" -}}
+{{- .Values.predictor.storage.existingSecret | default (include "fraud-platform.componentName" (dict "ctx" . "component" "storage")) -}}
+{{- end -}}
+
+{{- define "fraud-platform.canaryControllerName" -}}
+{{- include "fraud-platform.componentName" (dict "ctx" . "component" "canary-controller") -}}
+{{- end -}}
+
 {{- define "fraud-platform.predictorServiceAccountName" -}}
 {{- if .Values.predictor.serviceAccount.create -}}
 {{- .Values.predictor.serviceAccount.name | default (include "fraud-platform.componentName" (dict "ctx" . "component" "predictor")) -}}
@@ -175,6 +203,12 @@ Usage: include "fraud-platform.predictorContainer" (dict "ctx" $ "model" .Values
     {{- else }}
     - name: FRAUD_MODEL_ALIAS
       value: {{ .model.alias | quote }}
+    {{- end }}
+    {{- with .model.storageUri }}
+    # KServe reads a custom container's model location from STORAGE_URI: its storage initializer copies it into
+    # /mnt/models, where the predictor finds and serves it (then the registry is not asked for the model).
+    - name: STORAGE_URI
+      value: {{ . | quote }}
     {{- end }}
     {{- range $name, $value := $ctx.Values.predictor.env }}
     - name: {{ $name }}
