@@ -283,7 +283,12 @@ class ClusterRuntime:
             try:
                 config.load_incluster_config()
             except config.ConfigException:
-                config.load_kube_config()
+                try:
+                    config.load_kube_config()
+                except (config.ConfigException, OSError) as exc:
+                    raise ClusterRolloutError(
+                        f"no Kubernetes API to talk to: not in a pod and no usable kubeconfig ({exc}); set KUBECONFIG"
+                    ) from exc
             api = client.CustomObjectsApi()
         self.api = api
         self._last: dict[str, Counters] = {}
