@@ -32,12 +32,14 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 import orjson
+import pandas as pd
 import requests
 from mlflow.entities.model_registry import ModelVersion
 
@@ -47,7 +49,7 @@ from fraud.settings import Settings, load_settings
 from fraud.stack.ports import pick_free_ports
 from fraud.stack.process import ManagedProcess
 from fraud.stack.service import child_env
-from serving.canary.evidence import ArmSample, Window
+from serving.canary.evidence import ArmLabels, ArmSample, LabelSample, Window
 from serving.canary.report import SCORE_BINS, ReportLocations, publish_report
 from serving.canary.rollout import (
     Action,
@@ -59,7 +61,7 @@ from serving.canary.rollout import (
     reconcile,
     start,
 )
-from serving.canary.splitter import Route, Target, read_route, write_route
+from serving.canary.splitter import SHADOW_ID_SUFFIX, Route, Target, read_route, write_route
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +185,8 @@ class LocalRuntime:
         self.settings = settings
         self.paths = CanaryPaths.of(settings)
         self.home = settings.home_dir
+        self._counted: set[str] | None = None
+        self._counted_cutoff = pd.Timestamp(0, unit="s", tz="UTC")
 
     # --- processes -----------------------------------------------------------------------------------------
     def _process(self, name: str) -> ManagedProcess:
@@ -311,9 +315,7 @@ class LocalRuntime:
             "--log-level",
             "warning",
         ]
-        collector = self.settings.canary_collector_url or self.settings.collector_url
-        if collector:
-            command += ["--collector-url", collector]
+        command += ["--collector-url", self.collector_url]
         process.start(command, self._env(), self.paths.root)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -324,6 +326,12 @@ class LocalRuntime:
                 raise CanaryError(f"the splitter exited: {_tail(process.log_path)}")
             time.sleep(0.2)
         raise CanaryError(f"the splitter did not start on {self.endpoint}: {_tail(process.log_path)}")
+
+    @property
+    def collector_url(self) -> str:
+        """Where the splitter's CloudEvents go: the configured collector, else the local stack's."""
+        configured = self.settings.canary_collector_url or self.settings.collector_url
+        return configured or f"http://{self.settings.stack_host}:{self.settings.collector_port}/"
 
     def put_route(self, route: Route) -> None:
         """Give the splitter a route (it writes its file first); with no splitter running, write the file."""
@@ -482,6 +490,51 @@ class LocalRuntime:
         raw: dict[str, Any] = orjson.loads(answer.content)
         return window_from_splitter(raw), raw
 
+    def labels_for(self, state: RolloutState, window: Window) -> LabelSample | None:
+        """Labels that arrived for either arm's logged predictions and were not counted yet (None: no feed).
+
+        The splitter's events reach the collector, which writes the inference log; labels posted to it (e.g. by
+        ``fraudctl replay --labels-after``) are joined here by request id and row, per arm by model version (a
+        shadow call's id carries `SHADOW_ID_SUFFIX`). Each label is counted once; a restarted controller takes
+        the labels that arrived before the state's last update as counted already.
+        """
+        from monitoring.inference_log import read_log
+        from monitoring.labels import read_labels
+
+        try:
+            since = datetime.fromtimestamp(state.started_at - 60, UTC)
+            labels = read_labels(self.settings, since)
+            if labels.empty:
+                return None
+            until = datetime.now(UTC) + timedelta(seconds=1)
+            arms: dict[str, ArmLabels] = {}
+            for arm, version in (
+                ("champion", state.spec.champion_version),
+                ("challenger", state.spec.challenger_version),
+            ):
+                log_rows = read_log(self.settings, since, until, version)
+                log_rows = log_rows[log_rows["score"].notna()]
+                log_rows = log_rows.assign(request_id=log_rows["request_id"].str.removesuffix(SHADOW_ID_SUFFIX))
+                joined = log_rows.merge(labels, on=["request_id", "row"], how="inner")
+                keys = [f"{version}/{rid}/{row}" for rid, row in zip(joined["request_id"], joined["row"], strict=True)]
+                if self._counted is None:  # a restarted controller: earlier labels were folded in already
+                    cutoff = pd.Timestamp(state.updated_at, unit="s", tz="UTC")
+                    self._counted = set()
+                    self._counted_cutoff = cutoff
+                fresh = [
+                    key not in self._counted and labeled_at > self._counted_cutoff
+                    for key, labeled_at in zip(keys, joined["labeled_at"], strict=True)
+                ]
+                new = joined[fresh]
+                self._counted.update(key for key, keep in zip(keys, fresh, strict=True) if keep)
+                arms[arm] = ArmLabels(
+                    y_true=new["isFraud"].to_numpy(dtype=np.int8), scores=new["score"].to_numpy(dtype=np.float64)
+                )
+            return LabelSample(champion=arms["champion"], challenger=arms["challenger"])
+        except (FraudError, OSError, KeyError, ValueError) as exc:
+            log.warning("labels not read this window (%s); the label check waits", exc)
+            return None
+
     def record_window(self, state: RolloutState, window: Window, raw: dict[str, Any]) -> None:
         """One line of the report's timeline: the window, the phase and weight after it, the checks."""
         line = {
@@ -518,6 +571,7 @@ class LocalRuntime:
             if collected is None:
                 return state
             window, raw = collected
+            window = replace(window, labels=self.labels_for(state, window))
             state, action = reconcile(state, window, time.time())
             self.record_window(state, window, raw)
             return self.commit(state, action)

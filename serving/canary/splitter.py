@@ -19,8 +19,10 @@ tells which model scored. What it does per inference request:
    answers (the client's fault, the same on both arms) are counted but are not evidence.
 4. **Payload log.** Each call to an arm is emitted as two CloudEvents (request and response, binary mode, the
    request id as ``ce-id``, the arm as ``ce-source``), the way KServe's payload logger does, to the collector when
-   one is configured. Events go through a bounded queue drained by background workers: they never delay an
-   answer, and when the collector is slow they are dropped and counted (``canary_events_dropped_total``).
+   one is configured; a shadow call's events carry the id plus ``-shadow`` (`SHADOW_ID_SUFFIX`), since a
+   collector deduplicates redelivered events by id and type. Events go through a bounded queue drained by
+   background workers: they never delay an answer, and when the collector is slow they are dropped and counted
+   (``canary_events_dropped_total``).
 
 The request id is the client's ``x-request-id`` header, else the body's ``id``, else a fresh UUID4; it is passed
 to the arm in ``x-request-id`` and returned in the answer's ``x-request-id``.
@@ -62,6 +64,9 @@ EVENT_QUEUE_MAX: Final = 20_000
 EVENT_WORKERS: Final = 4
 DECISION_CODE: Final = {"allow": 0, "review": 1, "block": 2}
 ARM_HEADER: Final = b"x-canary-arm"
+SHADOW_ID_SUFFIX: Final = "-shadow"
+"""Appended to the CloudEvents id of a shadow call: the challenger's copy of a request is another inference, and a
+collector that drops repeated (id, type) pairs as redeliveries must keep both. Labels join on the id without it."""
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -526,9 +531,10 @@ class Splitter:
             self.shadow_in_flight -= 1
         self.record(CHALLENGER, request_id, reply, (time.perf_counter() - started) * 1000.0, paired=True)
         if self.sink is not None:
-            self.sink.emit(request_id, "request", CHALLENGER, body)
+            event_id = request_id + SHADOW_ID_SUFFIX
+            self.sink.emit(event_id, "request", CHALLENGER, body)
             if reply is not None and reply.status == 200:
-                self.sink.emit(request_id, "response", CHALLENGER, reply.body)
+                self.sink.emit(event_id, "response", CHALLENGER, reply.body)
 
     def _spawn(self, coroutine: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
