@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from fraud.cli.ui import console, err_console
+from fraud.errors import FraudError
 from fraud.settings import get_settings, reset_settings
 
 app = typer.Typer(
@@ -41,10 +42,18 @@ def _ensure_stack() -> None:
     from fraud.stack.local import LocalStack
 
     stack = LocalStack(get_settings())
-    if stack.status().ok:
+    current = stack.status()
+    if current.ok:
         return
-    with err_console.status("starting the local stack…") as spinner:
-        status = stack.up(on_event=spinner.update)
+    try:
+        with err_console.status("starting the local stack…") as spinner:
+            status = stack.up(on_event=spinner.update)
+    except FraudError as exc:
+        needed = [service for service in current.services if service.name in {"seaweedfs", "mlflow"}]
+        if needed and all(service.healthy for service in needed):  # the registry and the store are what it needs
+            err_console.print(f"[yellow]warning:[/] the stack is not complete ({exc}); going on without the rest")
+            return
+        raise
     reset_settings()
     if not status.ok:
         err_console.print("[red]the local stack did not come up[/]: see `fraudctl status`")
