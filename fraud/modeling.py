@@ -29,7 +29,7 @@ import numpy as np
 
 from fraud.errors import ConfigError
 from fraud.families import FAMILIES, REGISTRY, family
-from fraud.families.base import Family, NativeModel, NativeModelError, training_reference
+from fraud.families.base import Family, NativeModel, NativeModelError, StoredModel, training_reference
 from fraud.families.hist_gb import HIST_GB_FLAT_MAX_ROWS, HistGBModel
 from fraud.families.logreg import LogRegModel
 from fraud.families.xgboost import XGBoostModel
@@ -177,7 +177,7 @@ def load_native(directory: Path, *, nthread: int = 1, fast: bool = True) -> Nati
     if drift:
         logger.warning("model in %s was saved with %s; loading with %s", directory, saved_with, current)
     try:
-        return entry.load(model_path, names, reference, params, nthread, fast)
+        return entry.load(StoredModel(model_path, tuple(names), reference, params, nthread, fast))
     except NativeModelError:
         raise
     except Exception as exc:  # any library error while reading is a corrupt or foreign model file

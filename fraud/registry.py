@@ -31,14 +31,26 @@ def connect(settings: Settings) -> MlflowClient:
     return MlflowClient(tracking_uri=settings.tracking_uri)
 
 
+ALREADY_EXISTS: Final = "RESOURCE_ALREADY_EXISTS"
+"""MLflow's answer to creating what exists: another process (a concurrent pipeline run) created it first."""
+
+
 def experiment_id(settings: Settings) -> str:
-    """The training experiment, created on first use."""
+    """The training experiment, created on first use (by whichever of several concurrent runs gets there first)."""
     client = connect(settings)
     try:
         found = client.get_experiment_by_name(settings.experiment_name)
         if found is not None:
             return str(found.experiment_id)
-        return str(client.create_experiment(settings.experiment_name))
+        try:
+            return str(client.create_experiment(settings.experiment_name))
+        except MlflowException as exc:
+            created = (
+                client.get_experiment_by_name(settings.experiment_name) if exc.error_code == ALREADY_EXISTS else None
+            )
+            if created is None:
+                raise
+            return str(created.experiment_id)
     except MlflowException as exc:
         raise RegistryError(
             f"MLflow at {settings.tracking_uri} refused the experiment '{settings.experiment_name}' ({exc.message}); "
@@ -100,10 +112,15 @@ def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersio
 
 
 def ensure_registered_model(client: MlflowClient, name: str, description: str) -> None:
+    """Create the registered model unless it exists (a concurrent run creating it first is fine)."""
     try:
         client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(name, description=description)
+        try:
+            client.create_registered_model(name, description=description)
+        except MlflowException as exc:
+            if exc.error_code != ALREADY_EXISTS:
+                raise
 
 
 @dataclass(frozen=True)

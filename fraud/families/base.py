@@ -175,6 +175,20 @@ class FitData:
     n_jobs: int
 
 
+@dataclass(frozen=True)
+class StoredModel:
+    """A saved model's file and the metadata stored beside it (`fraud.modeling.save_native`), and how to load it."""
+
+    path: Path
+    feature_names: tuple[str, ...]
+    reference: np.ndarray
+    params: dict[str, Any]
+    nthread: int
+    """Prediction threads of the tree families."""
+    fast: bool
+    """False: score through the library's public API only (no `fraud.compat` private calls)."""
+
+
 def recorded(params: Mapping[str, Any]) -> dict[str, Any]:
     """The parameters a model records (the study's ``family`` choice is not one of them)."""
     return {k: v for k, v in params.items() if k != "family"}
@@ -220,6 +234,5 @@ class ModelFamily:
     """One trial: a staged fit that reports to the pruner and keeps its best stage."""
     save: Callable[[NativeModel, Path], None]
     """Write the library's model file (the model's metadata is written by `fraud.modeling.save_native`)."""
-    load: Callable[[Path, Sequence[str], np.ndarray, Mapping[str, Any], int, bool], NativeModel]
-    """Read the library's model file back: ``load(path, feature_names, reference, params, nthread, fast)``;
-    ``fast=False`` scores through the library's public API only (no `fraud.compat` private calls)."""
+    load: Callable[[StoredModel], NativeModel]
+    """Read the library's model file back."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -30,7 +29,7 @@ from fraud.families.base import (
 if TYPE_CHECKING:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from fraud.families.base import Family, Reporter, Suggest, TrainingContext
+    from fraud.families.base import Family, Reporter, StoredModel, Suggest, TrainingContext
 
 HIST_GB_FLAT_MAX_ROWS: Final = 64
 """Up to this many rows, hist_gb is scored by the flat numpy tree walk; above it by sklearn's Cython predictor.
@@ -292,15 +291,11 @@ def train(context: TrainingContext, params: dict[str, Any], reporter: Reporter) 
     return Outcome(model, context.final_ap(model), fitted, "early_stopping" if early else None)
 
 
-def load(
-    path: Path,
-    feature_names: Sequence[str],
-    reference: np.ndarray,
-    params: Mapping[str, Any],
-    nthread: int,
-    fast: bool,
-) -> NativeModel:
-    return HistGBModel(load_pickled(path), feature_names, reference, params, n_threads=nthread, fast=fast)
+def load(stored: StoredModel) -> NativeModel:
+    estimator = load_pickled(stored.path)
+    return HistGBModel(
+        estimator, stored.feature_names, stored.reference, stored.params, n_threads=stored.nthread, fast=stored.fast
+    )
 
 
 FAMILY: Final = ModelFamily(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -28,7 +27,7 @@ from fraud.families.base import (
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
-    from fraud.families.base import Family, Reporter, Suggest, TrainingContext
+    from fraud.families.base import Family, Reporter, StoredModel, Suggest, TrainingContext
 
 
 class LogRegModel(NativeModel):
@@ -134,16 +133,9 @@ def train(context: TrainingContext, params: dict[str, Any], reporter: Reporter) 
     return Outcome(model, value, dict(params), None)
 
 
-def load(
-    path: Path,
-    feature_names: Sequence[str],
-    reference: np.ndarray,
-    params: Mapping[str, Any],
-    nthread: int,
-    fast: bool,
-) -> NativeModel:
-    """``nthread`` and ``fast`` do not apply: scoring is numpy on the coefficients (public attributes)."""
-    return LogRegModel(load_pickled(path), feature_names, reference, params)
+def load(stored: StoredModel) -> NativeModel:
+    """Threads and the fast path do not apply: scoring is numpy on the coefficients (public attributes)."""
+    return LogRegModel(load_pickled(stored.path), stored.feature_names, stored.reference, stored.params)
 
 
 FAMILY: Final = ModelFamily(

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import xgboost as xgb
 
     from fraud.compat.xgboost import DirectCalls
-    from fraud.families.base import Family, Reporter, Suggest, TrainingContext
+    from fraud.families.base import Family, Reporter, StoredModel, Suggest, TrainingContext
 
 logger = logging.getLogger(__name__)
 
@@ -231,18 +231,13 @@ def save(model: NativeModel, path: Path) -> None:
     model.estimator.save_model(str(path))
 
 
-def load(
-    path: Path,
-    feature_names: Sequence[str],
-    reference: np.ndarray,
-    params: Mapping[str, Any],
-    nthread: int,
-    fast: bool,
-) -> NativeModel:
+def load(stored: StoredModel) -> NativeModel:
     import xgboost as xgb
 
-    booster = xgb.Booster(model_file=str(path))
-    return XGBoostModel(booster, feature_names, reference, params, nthread=nthread, fast=fast)
+    booster = xgb.Booster(model_file=str(stored.path))
+    return XGBoostModel(
+        booster, stored.feature_names, stored.reference, stored.params, nthread=stored.nthread, fast=stored.fast
+    )
 
 
 FAMILY: Final = ModelFamily(
