@@ -259,6 +259,13 @@ def drift(
     kfp_host: Annotated[
         str | None, typer.Option(help="With --retrain: submit to this Kubeflow Pipelines endpoint, not locally.")
     ] = None,
+    publish: Annotated[
+        bool,
+        typer.Option(
+            help="Also store the verdict (drift.json) and the HTML pages in the object store, under "
+            "s3://<data bucket>/monitoring/drift/day=…/ (what the cluster's drift CronJob does)."
+        ),
+    ] = False,
 ) -> None:
     """Check a window of traffic (default: the last 24 h of the log) for drift against the version's reference."""
     from monitoring import drift_report
@@ -292,6 +299,13 @@ def drift(
         output["evidently_html"] = str(evidently_page) if evidently_page else None
     if retrain:
         output["retrain"] = _retrain(settings, result, window, now, kfp_host)
+    if publish:
+        from monitoring.publish import publish_drift
+
+        pages = [Path(output[key]) for key in ("html", "evidently_html") if output.get(key)]
+        with err_console.status("storing the verdict in the object store…"):
+            verdict = json.loads(json.dumps(output, default=str))  # what --json prints, as plain JSON
+            output["stored_at"] = str(publish_drift(settings, verdict, pages, now))
     if as_json:
         typer.echo(json.dumps(output, indent=2, default=str))
         return
@@ -301,6 +315,8 @@ def drift(
         console.print(f"HTML report: [bold]{output['html']}[/]", soft_wrap=True)
         if output.get("evidently_html"):
             console.print(f"Evidently's report: {output['evidently_html']}", soft_wrap=True)
+    if publish:
+        console.print(f"stored at [bold]{output['stored_at']}[/]", soft_wrap=True)
 
 
 def _retrain(

@@ -537,9 +537,12 @@ def test_drift_job_runs_the_drift_command_with_its_settings(monkeypatch: pytest.
     pod = _job_pod(cronjob)
     (container,) = pod["containers"]
     argv = container["command"] + container["args"]
-    assert argv == ["fraudctl", "monitor", "drift", "--since", "6h", "--json"]
+    assert argv[:6] == ["fraudctl", "monitor", "drift", "--since", "6h", "--json"]
     params = _cli_context(argv).params
     assert params["since"] == "6h" and params["as_json"] is True and params["retrain"] is False
+    # the verdict and its page go to the object store; the page is written on the writable emptyDir
+    assert params["publish"] is True and params["evidently"] is False
+    assert str(params["html"]).startswith("/tmp/")
 
     settings = _settings_from(container, monkeypatch)
     assert settings.home_dir.as_posix() == "/state"
@@ -562,11 +565,13 @@ def test_drift_job_runs_the_drift_command_with_its_settings(monkeypatch: pytest.
 
 
 def test_retraining_submits_to_kubeflow_pipelines(monkeypatch: pytest.MonkeyPatch) -> None:
-    values = {"monitoring": {"enabled": True, "drift": {"retrain": {"enabled": True, "minFrauds": 20}}}}
+    values = {
+        "monitoring": {"enabled": True, "drift": {"evidently": True, "retrain": {"enabled": True, "minFrauds": 20}}}
+    }
     rendered = render(values, "retrain")
     (container,) = _job_pod(rendered.one("CronJob", DRIFT))["containers"]
     params = _cli_context(container["command"] + container["args"]).params
-    assert params["retrain"] is True
+    assert params["retrain"] is True and params["evidently"] is True
     assert params["kfp_host"] == "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
     settings = _settings_from(container, monkeypatch)
     assert (settings.monitor_retrain_min_frauds, settings.monitor_retrain_cooldown_hours) == (20, 24)
