@@ -33,9 +33,15 @@ SMALL = {
 
 
 @pytest.fixture(scope="module")
-def first_run(stack: Settings) -> tuple[PipelineOutcome, list[StepEvent]]:
+def settings(stack: Settings) -> Settings:
+    """This module's own registered model and experiment: other modules register versions in the same stack."""
+    return stack.model_copy(update={"model_name": "pipeline-check", "experiment_name": "pipeline-check"})
+
+
+@pytest.fixture(scope="module")
+def first_run(settings: Settings) -> tuple[PipelineOutcome, list[StepEvent]]:
     events: list[StepEvent] = []
-    outcome = run_local(stack, {**SMALL, "feature_set": "decision_time"}, on_event=events.append)
+    outcome = run_local(settings, {**SMALL, "feature_set": "decision_time"}, on_event=events.append)
     return outcome, events
 
 
@@ -54,11 +60,11 @@ def test_pipeline_registers_version_1_as_champion(first_run: tuple[PipelineOutco
 
 
 def test_version_carries_its_tags_artifacts_and_trial_runs(
-    stack: Settings, first_run: tuple[PipelineOutcome, list[StepEvent]]
+    settings: Settings, first_run: tuple[PipelineOutcome, list[StepEvent]]
 ) -> None:
     outcome, _ = first_run
-    client = MlflowClient(stack.tracking_uri)
-    version = client.get_model_version(stack.model_name, outcome.version)
+    client = MlflowClient(settings.tracking_uri)
+    version = client.get_model_version(settings.model_name, outcome.version)
     for tag in ("feature_set", "data_fingerprint", "model_family", "threshold_block", "test_average_precision"):
         assert version.tags.get(tag), tag
     run = client.get_run(outcome.run_id)
@@ -70,16 +76,16 @@ def test_version_carries_its_tags_artifacts_and_trial_runs(
     artifacts = {a.path for a in client.list_artifacts(outcome.run_id, "evaluation")}
     assert "evaluation/report.html" in artifacts
     # the data and the model artifacts are objects in the real S3 store
-    store = ObjectStore.from_settings(stack)
-    assert any(uri.key.endswith("manifest.json") for uri in store.list(S3Uri(stack.data_bucket, "raw/paysim/")))
-    assert list(store.list(S3Uri(stack.artifact_bucket, "")))
+    store = ObjectStore.from_settings(settings)
+    assert any(uri.key.endswith("manifest.json") for uri in store.list(S3Uri(settings.data_bucket, "raw/paysim/")))
+    assert list(store.list(S3Uri(settings.artifact_bucket, "")))
 
 
 def test_registered_model_scores_genuine_rows_through_pyfunc(
-    stack: Settings, first_run: tuple[PipelineOutcome, list[StepEvent]]
+    settings: Settings, first_run: tuple[PipelineOutcome, list[StepEvent]]
 ) -> None:
     _ = first_run
-    model = mlflow.pyfunc.load_model(f"models:/{stack.model_name}@champion")
+    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@champion")
     genuine = pd.read_csv(SAMPLE, nrows=500)
     answer = model.predict(genuine.drop(columns=["isFraud", "isFlaggedFraud", "newbalanceOrig", "newbalanceDest"]))
     assert list(answer.columns) == ["fraud_probability", "decision"]
@@ -89,27 +95,27 @@ def test_registered_model_scores_genuine_rows_through_pyfunc(
 
 
 def test_a_worse_model_does_not_take_champion(
-    stack: Settings, first_run: tuple[PipelineOutcome, list[StepEvent]]
+    settings: Settings, first_run: tuple[PipelineOutcome, list[StepEvent]]
 ) -> None:
     # given v1 (decision_time: near perfect on PaySim's balance artefact) as champion
     first, _ = first_run
     # when the same data trains a strict-feature model, which cannot match it
-    second = run_local(stack, {**SMALL, "feature_set": "strict", "families": "logreg", "n_trials": 1})
+    second = run_local(settings, {**SMALL, "feature_set": "strict", "families": "logreg", "n_trials": 1})
     # then it is registered as challenger only, and the gate's comparison is logged
     assert second.version == "2"
     assert second.aliases == ["challenger"]
     assert not second.promoted
     assert "keeps the alias" in second.gate_reason
-    client = MlflowClient(stack.tracking_uri)
-    assert client.get_model_version_by_alias(stack.model_name, "champion").version == first.version
+    client = MlflowClient(settings.tracking_uri)
+    assert client.get_model_version_by_alias(settings.model_name, "champion").version == first.version
     metrics = client.get_run(second.run_id).data.metrics
     assert metrics["gate_champion_test_average_precision"] > metrics["gate_challenger_test_average_precision"]
 
 
-def test_a_failed_run_names_the_step_and_registers_nothing(stack: Settings, tmp_path: Path) -> None:
-    client = MlflowClient(stack.tracking_uri)
-    before = len(client.search_model_versions(f"name = '{stack.model_name}'"))
+def test_a_failed_run_names_the_step_and_registers_nothing(settings: Settings, tmp_path: Path) -> None:
+    client = MlflowClient(settings.tracking_uri)
+    before = len(client.search_model_versions(f"name = '{settings.model_name}'"))
     with pytest.raises(PipelineError, match=r"step 'ingest' failed: SourceError: no such file") as caught:
-        run_local(stack, {**SMALL, "source": str(tmp_path / "missing.csv")})
+        run_local(settings, {**SMALL, "source": str(tmp_path / "missing.csv")})
     assert "full log:" in str(caught.value)
-    assert len(client.search_model_versions(f"name = '{stack.model_name}'")) == before
+    assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == before
