@@ -32,6 +32,8 @@ NOT_FOUND_CODES: Final = frozenset({"NoSuchKey", "NoSuchBucket", "NotFound", "Re
 CONNECT_TIMEOUT_S: Final = 5.0
 READ_TIMEOUT_S: Final = 60.0
 RETRIES: Final = 3
+POOL_SIZE: Final = 10
+"""Connections kept per host: the SDK's own default, enough for its parallel multipart uploads (3 threads)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ def _client(endpoint: str, access_key: str, secret_key: str, region: str) -> Min
             f"S3 endpoint '{endpoint}' must be http(s)://host[:port] with no path (MLFLOW_S3_ENDPOINT_URL)"
         )
     http = urllib3.PoolManager(
+        maxsize=POOL_SIZE,  # the SDK uploads multipart parts on several threads; a pool of 1 warns on each
         timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
         retries=urllib3.Retry(total=RETRIES, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
     )
