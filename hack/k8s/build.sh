@@ -79,6 +79,26 @@ install_binary() {  # install_binary TMPDIR NAME: move a finished binary into bi
   mv -f "$1/$2" "$BIN/$2"
 }
 
+NET_ERRORS='TLS handshake timeout|connection reset|connection refused|i/o timeout|timeout awaiting|unexpected EOF|no such host|502 Bad Gateway|503 Service Unavailable|504 Gateway Timeout'
+go_net() {  # go_net ARGS...: run `go ARGS`, retrying twice (after 15 s, then 60 s) when it failed on the network
+  # A module download that hits a transient proxy error (seen: a TLS handshake timeout) would otherwise fail a cold
+  # CI run that has already spent many minutes building; compile errors are not retried.
+  local attempt log status
+  log="$(mktemp)"
+  for attempt in 1 2 3; do
+    status=0
+    go "$@" 2> >(tee "$log" >&2) || status=$?
+    wait  # the tee of stderr has finished writing the log
+    (( status == 0 )) && { rm -f "$log"; return 0; }
+    if (( attempt < 3 )) && grep -Eq "$NET_ERRORS" "$log"; then
+      echo "k8s-build: network error from the module proxy (attempt $attempt of 3); retrying" >&2
+      sleep $(( attempt == 1 ? 15 : 60 ))
+    else
+      rm -f "$log"; return "$status"
+    fi
+  done
+}
+
 PIECE_START=$SECONDS
 TOTAL_START=$SECONDS
 echo "k8s-build: cache $ROOT"
@@ -87,9 +107,9 @@ echo "k8s-build: cache $ROOT"
 if [[ ! -x "$BIN/etcd" ]]; then
   dir="$(wrapper etcd)"; cd "$dir"
   step go.etcd.io/etcd/server/v3 "v$ETCD_VERSION" "go get (module graph)"
-  go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION"
+  go_net get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION"
   step go.etcd.io/etcd/server/v3 "v$ETCD_VERSION" "go build etcd"
-  go build -trimpath -ldflags "-s -w" -o "$dir/out/etcd" go.etcd.io/etcd/server/v3
+  go_net build -trimpath -ldflags "-s -w" -o "$dir/out/etcd" go.etcd.io/etcd/server/v3
   install_binary "$dir/out" etcd
   timed etcd
 fi
@@ -101,7 +121,7 @@ fi
 if [[ ! -x "$BIN/kube-apiserver" || ! -x "$BIN/kube-controller-manager" || ! -x "$BIN/kube-scheduler" ]]; then
   dir="$(wrapper kubernetes)"; cd "$dir"
   step k8s.io/kubernetes "v$KUBERNETES_VERSION" "download go.mod"
-  upstream_mod="$(go mod download -json "k8s.io/kubernetes@v$KUBERNETES_VERSION" \
+  upstream_mod="$(go_net mod download -json "k8s.io/kubernetes@v$KUBERNETES_VERSION" \
     | sed -n 's/^\s*"GoMod": "\(.*\)",*$/\1/p')"
   [[ -f "$upstream_mod" ]] || { echo "k8s-build: no go.mod for k8s.io/kubernetes@v$KUBERNETES_VERSION" >&2; false; }
   step k8s.io/kubernetes "v$KUBERNETES_VERSION" "replace staging modules with v$KUBERNETES_STAGING_VERSION"
@@ -109,7 +129,7 @@ if [[ ! -x "$BIN/kube-apiserver" || ! -x "$BIN/kube-controller-manager" || ! -x 
   for module in $staging; do go mod edit -replace="$module=$module@v$KUBERNETES_STAGING_VERSION"; done
   grep '^godebug' "$upstream_mod" >>go.mod || true
   step k8s.io/kubernetes "v$KUBERNETES_VERSION" "go get (module graph)"
-  go get "k8s.io/kubernetes@v$KUBERNETES_VERSION"
+  go_net get "k8s.io/kubernetes@v$KUBERNETES_VERSION"
   minor="${KUBERNETES_VERSION#*.}"; minor="${minor%%.*}"
   ldflags="-s -w"
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -119,7 +139,7 @@ if [[ ! -x "$BIN/kube-apiserver" || ! -x "$BIN/kube-controller-manager" || ! -x 
   for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
     [[ -x "$BIN/$cmd" ]] && continue
     step k8s.io/kubernetes "v$KUBERNETES_VERSION" "go build $cmd"
-    go build -trimpath -ldflags "$ldflags" -o "$dir/out/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+    go_net build -trimpath -ldflags "$ldflags" -o "$dir/out/$cmd" "k8s.io/kubernetes/cmd/$cmd"
     install_binary "$dir/out" "$cmd"
     timed "$cmd"
   done
@@ -131,16 +151,16 @@ fi
 if [[ ! -x "$BIN/kwok" ]]; then
   dir="$(wrapper kwok)"; cd "$dir"
   step sigs.k8s.io/kwok "v$KWOK_VERSION" "go get (module graph)"
-  go get "sigs.k8s.io/kwok@v$KWOK_VERSION"
+  go_net get "sigs.k8s.io/kwok@v$KWOK_VERSION"
   step sigs.k8s.io/kwok "v$KWOK_VERSION" "go build kwok"
-  go build -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION" \
+  go_net build -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION" \
     -o "$dir/out/kwok" sigs.k8s.io/kwok/cmd/kwok
   install_binary "$dir/out" kwok
   timed kwok
 fi
 if [[ ! -f "$ROOT/kwok/stages.yaml" ]]; then
   dir="$SRC/kwok"
-  [[ -f "$dir/go.mod" ]] || { dir="$(wrapper kwok)"; (cd "$dir" && go get "sigs.k8s.io/kwok@v$KWOK_VERSION"); }
+  [[ -f "$dir/go.mod" ]] || { dir="$(wrapper kwok)"; (cd "$dir" && go_net get "sigs.k8s.io/kwok@v$KWOK_VERSION"); }
   cd "$dir"
   step sigs.k8s.io/kwok "v$KWOK_VERSION" "print the default node and pod stages (hack/k8s/kwokstages)"
   mkdir -p "$dir/kwokstages" "$ROOT/kwok"
@@ -156,7 +176,7 @@ if [[ ! -x "$BIN/kserve-manager" || ! -f "$CRDS/kserve/.complete" || ! -x "$BIN/
   || ! -f "$CRDS/gateway-api/.complete" ]]; then
   dir="$(wrapper kserve)"; cd "$dir"
   step github.com/kserve/kserve "v$KSERVE_VERSION" "download go.mod"
-  kserve_mod="$(go mod download -json "github.com/kserve/kserve@v$KSERVE_VERSION" \
+  kserve_mod="$(go_net mod download -json "github.com/kserve/kserve@v$KSERVE_VERSION" \
     | sed -n 's/^\s*"GoMod": "\(.*\)",*$/\1/p')"
   [[ -f "$kserve_mod" ]] || { echo "k8s-build: no go.mod for github.com/kserve/kserve@v$KSERVE_VERSION" >&2; false; }
   step github.com/kserve/kserve "v$KSERVE_VERSION" "copy replace/exclude directives"
@@ -171,10 +191,10 @@ for e in m.get("Exclude") or []:
     print("-exclude=" + e["Path"] + "@" + e["Version"])
 ' | xargs -r go mod edit
   step github.com/kserve/kserve "v$KSERVE_VERSION" "go get (module graph)"
-  go get "github.com/kserve/kserve@v$KSERVE_VERSION"
+  go_net get "github.com/kserve/kserve@v$KSERVE_VERSION"
   if [[ ! -x "$BIN/kserve-manager" ]]; then
     step github.com/kserve/kserve "v$KSERVE_VERSION" "go build cmd/manager"
-    go build -trimpath -ldflags "-s -w" -o "$dir/out/kserve-manager" github.com/kserve/kserve/cmd/manager
+    go_net build -trimpath -ldflags "-s -w" -o "$dir/out/kserve-manager" github.com/kserve/kserve/cmd/manager
     install_binary "$dir/out" kserve-manager
     timed kserve-manager
   fi
@@ -182,9 +202,9 @@ for e in m.get("Exclude") or []:
     # Built in its own module: controller-tools pins its own k8s.io versions.
     cdir="$(wrapper controller-gen)"; cd "$cdir"
     step sigs.k8s.io/controller-tools "v$CONTROLLER_TOOLS_VERSION" "go get (module graph)"
-    go get "sigs.k8s.io/controller-tools@v$CONTROLLER_TOOLS_VERSION"
+    go_net get "sigs.k8s.io/controller-tools@v$CONTROLLER_TOOLS_VERSION"
     step sigs.k8s.io/controller-tools "v$CONTROLLER_TOOLS_VERSION" "go build controller-gen"
-    go build -trimpath -ldflags "-s -w" -o "$cdir/out/controller-gen" sigs.k8s.io/controller-tools/cmd/controller-gen
+    go_net build -trimpath -ldflags "-s -w" -o "$cdir/out/controller-gen" sigs.k8s.io/controller-tools/cmd/controller-gen
     install_binary "$cdir/out" controller-gen
     timed controller-gen
     cd "$dir"
