@@ -148,25 +148,26 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         remove_workdir(plane)
 
 
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
+
+
+def create_namespace(cluster: Cluster, name: str | None = None, *, restricted: bool = True) -> str:
+    """A namespace (by default fresh and enforcing the `restricted` Pod Security level), ready for pods."""
+    # Short: KServe builds host names `<isvc>-predictor-<namespace>.<domain>`, and each label has at most 63 bytes.
+    name = name or f"t-{uuid.uuid4().hex[:8]}"
+    labels = RESTRICTED if restricted else {}
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+    # The ServiceAccount admission plugin refuses pods until the controller manager has made `default`.
+    wait_for(lambda: cluster.core.read_namespaced_service_account("default", name), f"ServiceAccount {name}/default")
+    return name
+
+
 @pytest.fixture
 def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace enforcing the `restricted` Pod Security level, deleted after the test."""
-    # Short: KServe builds host names `<isvc>-predictor-<namespace>.<domain>`, and each label has at most 63 bytes.
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {
-                "name": name,
-                "labels": {
-                    "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/enforce-version": "latest",
-                },
-            },
-        }
-    )
-    # The ServiceAccount admission plugin refuses pods until the controller manager has made `default`.
-    wait_for(lambda: cluster.core.read_namespaced_service_account("default", name), f"ServiceAccount {name}/default")
+    name = create_namespace(cluster)
     yield name
     cluster.core.delete_namespace(name)

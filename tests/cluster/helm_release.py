@@ -11,6 +11,9 @@ from typing import Any
 
 import helm_python as helm
 import yaml
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.resource import ResourceList
 
 Release = dict[str, Any]
 
@@ -79,3 +82,39 @@ def pod_templates(objects: list[Obj]) -> Iterator[tuple[str, Obj]]:
             continue
         metadata = {"name": f"dry-run-{name}"[:63], "labels": dict(template.get("metadata", {}).get("labels", {}))}
         yield f"{kind}/{name}", {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]}
+
+
+def carries_release(obj: Obj, release: str = RELEASE) -> bool:
+    """Whether an object is marked as the release's: Helm's ownership annotation, the chart's instance label (which
+    KServe copies from the InferenceService onto what it creates), or Helm's own release record (a Secret)."""
+    metadata = obj.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    annotations = metadata.get("annotations") or {}
+    return (
+        annotations.get("meta.helm.sh/release-name") == release
+        or labels.get("app.kubernetes.io/instance") == release
+        or (labels.get("owner") == "helm" and labels.get("name") == release)
+    )
+
+
+def release_leftovers(dynamic: DynamicClient, namespaces: tuple[str, ...], release: str = RELEASE) -> list[Obj]:
+    """Every object in the namespaces that carries the release's marks, over every listable namespaced kind the API
+    server's discovery reports (CRDs included), each as ``{"ref": "<ns>/<group>/<Kind>/<name>", "object": ...}``."""
+    found: dict[str, Obj] = {}
+    for resource in dynamic.resources.search():
+        if isinstance(resource, ResourceList) or not resource.namespaced or "/" in resource.name:
+            continue
+        if "list" not in (resource.verbs or []):
+            continue
+        for namespace in namespaces:
+            try:
+                items = resource.get(namespace=namespace).to_dict()["items"]
+            except ApiException as exc:
+                if exc.status in (404, 405):  # a kind served by an aggregated API that is not running here
+                    continue
+                raise
+            for item in items:
+                if carries_release(item, release):
+                    ref = f"{namespace}/{resource.group}/{resource.kind}/{item['metadata']['name']}"
+                    found[ref] = {"ref": ref, "object": item}  # one entry per object, whatever versions serve it
+    return [found[ref] for ref in sorted(found)]
