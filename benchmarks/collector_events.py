@@ -29,8 +29,6 @@ import uvloop
 
 TYPES = ("request", "response")
 _TYPES = [f"org.kubeflow.serving.inference.{t}" for t in TYPES]
-_KINDS = ("CASH_OUT", "PAYMENT", "CASH_IN", "TRANSFER", "DEBIT")
-_DECISIONS = ("allow", "allow", "allow", "review", "block")
 
 
 def event_id(index: int) -> str:
@@ -40,29 +38,42 @@ def event_id(index: int) -> str:
 def transaction(tx: int, row: int) -> bytes:
     """A deterministic PaySim-like transaction (heavy-tailed amount)."""
     mix = (tx * 2654435761 + row * 40503) & 0xFFFFFFFF
-    amount = round(10 ** (1 + (mix % 100000) / 20000), 2)
-    kind = _KINDS[mix % 5]
-    return (
-        f'{{"step":{1 + mix % 743},"type":"{kind}","amount":{amount},"nameOrig":"C{mix}",'
-        f'"oldbalanceOrg":{amount * 2},"nameDest":"M{mix >> 3}","oldbalanceDest":0.0}}'
-    ).encode()
+    amount = _AMOUNTS[mix % 100000]
+    return _TRANSACTION % (
+        1 + mix % 743,
+        _KINDS[mix % 5],
+        repr(amount).encode(),
+        mix,
+        amount * 2,
+        mix >> 3,
+    )
+
+
+_TRANSACTION = (
+    b'{"step":%d,"type":"%s","amount":%s,"nameOrig":"C%d","oldbalanceOrg":%r,"nameDest":"M%d","oldbalanceDest":0.0}'
+)
+_KINDS = (b"CASH_OUT", b"PAYMENT", b"CASH_IN", b"TRANSFER", b"DEBIT")
+_DECISIONS = (b"allow", b"allow", b"allow", b"review", b"block")
+_AMOUNTS = [round(10 ** (1 + k / 20000), 2) for k in range(100000)]
+_REASONS = b'[{"reason":"amount 8.2\xc3\x97 the usual for TRANSFER","feature":"amount","contribution":1.1}]'
 
 
 def prediction(tx: int, row: int, version: str) -> bytes:
     mix = (tx * 2654435761 + row * 40503) & 0xFFFFFFFF
     decision = _DECISIONS[mix % 5]
-    reasons = '[{"reason":"amount 8.2× the usual for TRANSFER","feature":"amount","contribution":1.1}]'
-    return (
-        f'{{"fraud_probability":{(mix % 1000) / 1000},"decision":"{decision}","model_version":"{version}",'
-        f'"reasons":{reasons if decision != "allow" else "[]"}}}'
-    ).encode()
+    return b'{"fraud_probability":%r,"decision":"%s","model_version":"%s","reasons":%s}' % (
+        (mix % 1000) / 1000,
+        decision,
+        version.encode(),
+        _REASONS if decision != b"allow" else b"[]",
+    )
 
 
 def body(index: int, rows: int = 1, version: str = "1") -> bytes:
     tx = index // 2
     if index % 2 == 0:
-        return b'{"instances":[' + b",".join(transaction(tx, r) for r in range(rows)) + b"]}"
-    return b'{"predictions":[' + b",".join(prediction(tx, r, version) for r in range(rows)) + b"]}"
+        return b'{"instances":[' + b",".join([transaction(tx, r) for r in range(rows)]) + b"]}"
+    return b'{"predictions":[' + b",".join([prediction(tx, r, version) for r in range(rows)]) + b"]}"
 
 
 def headers(index: int) -> list[tuple[str, str]]:
@@ -80,10 +91,28 @@ def headers(index: int) -> list[tuple[str, str]]:
     ]
 
 
+_HEAD = (
+    b"POST / HTTP/1.1\r\nHost: %s\r\nce-specversion: 1.0\r\nce-id: tx-%d\r\nce-type: %s\r\nce-source: champion\r\n"
+    b"ce-time: %s\r\nce-inferenceservicename: fraud-detector\r\nce-namespace: local\r\nce-component: champion\r\n"
+    b"ce-endpoint: champion\r\ncontent-type: application/json\r\nContent-Length: %d\r\n\r\n"
+)
+_TYPES_RAW = [t.encode() for t in _TYPES]
+_clock: list[object] = [0, b""]
+
+
+def _now() -> bytes:
+    """``ce-time`` to the second, formatted once per second (the sender's CPU is part of what is measured)."""
+    second = int(time.time())
+    if _clock[0] != second:
+        _clock[0], _clock[1] = second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)).encode()
+    return cast(bytes, _clock[1])
+
+
 def http_request(host: str, port: int, index: int, rows: int = 1) -> bytes:
+    """The whole HTTP request of event ``index`` (what `headers` and `body` describe), built from a template."""
     payload = body(index, rows)
-    head = "".join(f"{name}: {value}\r\n" for name, value in headers(index))
-    return f"POST / HTTP/1.1\r\nHost: {host}:{port}\r\n{head}Content-Length: {len(payload)}\r\n\r\n".encode() + payload
+    head = _HEAD % (b"%s:%d" % (host.encode(), port), index // 2, _TYPES_RAW[index % 2], _now(), len(payload))
+    return head + payload
 
 
 class _Connection(asyncio.Protocol):

@@ -37,6 +37,7 @@ from fraud.settings import Settings
 from fraud.store import ObjectStore, S3Uri
 from monitoring.collector import events
 from monitoring.collector.events import BadEventError, Envelope, Kind
+from monitoring.collector.http import Deferred
 from monitoring.collector.http import Response as Answer
 from monitoring.collector.journal import Intent, Journal
 from monitoring.collector.keys import KeyIndex
@@ -52,8 +53,21 @@ MAX_BACKLOG: Final = 2_000_000
 _JOURNAL_COMPACT_BYTES: Final = 16 * 1024 * 1024
 _RETRY_MAX: Final = 30.0
 _PRUNE_SECONDS: Final = 3600.0
-STORED: Final = b'{"status":"stored"}'
-DUPLICATE: Final = b'{"status":"duplicate"}'
+STORED_ANSWER: Final = Answer(200, b'{"status":"stored"}')
+DUPLICATE_ANSWER: Final = Answer(200, b'{"status":"duplicate"}')
+
+
+class _Logged:
+    """An event (or a label post) on its way into the write-ahead log, with whoever waits for its answer."""
+
+    __slots__ = ("envelope", "key", "waiters")
+
+    def __init__(self, envelope: Envelope, key: int | None, waiters: list[Deferred]) -> None:
+        self.envelope = envelope
+        self.key = key
+        """Its dedup key (None for a label post)."""
+        self.waiters = waiters
+        """The first delivery's answer, then those of duplicates that came while it was being written."""
 
 
 class FlushNotStartedError(Exception):
@@ -84,12 +98,12 @@ class Collector:
         self.directory = settings.collector_wal_path
         self.directory.mkdir(parents=True, exist_ok=True)
         self.writer_id = _writer_id(self.directory)
-        self.wal = WriteAheadLog(self.directory, settings.collector_segment_bytes, self._on_durable)
+        self.wal = WriteAheadLog(self.directory, settings.collector_segment_bytes, self._on_durable, self._on_failed)
         self.journal = Journal(self.directory)
         self.keys = KeyIndex(self.directory / "keys", settings.collector_dedup_seconds)
         self._next_seq = 0
         self._next_flush = 0
-        self._inflight: dict[int, asyncio.Future[int]] = {}
+        self._inflight: dict[int, _Logged] = {}
         self._halves: dict[str, Pair] = {}
         self._ready: list[Pair] = []
         self._label_posts: list[Envelope] = []
@@ -145,14 +159,15 @@ class Collector:
         answer = self.submit(headers, body)
         return answer if isinstance(answer, Answer) else await answer
 
-    def submit(self, headers: Mapping[bytes, bytes], body: bytes) -> Answer | asyncio.Future[Answer]:
-        """`ingest` without a coroutine: the answer now (bad, duplicate, full) or a future settled once durable.
+    def submit(self, headers: Mapping[bytes, bytes], body: bytes) -> Answer | Deferred:
+        """`ingest` without a coroutine: the answer now (bad, duplicate, full) or one resolved once durable.
 
-        The HTTP server calls this on every event; a future and a callback cost a fraction of a task.
+        The HTTP server calls this on every event; the `Deferred` is resolved from `_on_durable`, which writes
+        the HTTP answer in the same call.
         """
         m = self.metrics
         try:
-            envelope = events.from_http(headers, body, seq=0)
+            envelope = events.from_http(headers, body)
         except BadEventError as exc:
             m.received["unknown"] += 1
             m.bad[exc.reason] += 1
@@ -162,40 +177,20 @@ class Collector:
         key = events.dedup_key(envelope.id, envelope.kind)
         if key in self.keys:
             m.duplicates[kind] += 1
-            return Answer(200, DUPLICATE)
+            return DUPLICATE_ANSWER
+        answer = Deferred()
         first = self._inflight.get(key)
-        if first is not None:
-            return asyncio.ensure_future(self._after_first_delivery(first, kind))
+        if first is not None:  # its first delivery is being written: answer this one when that write ends
+            first.waiters.append(answer)
+            return answer
         if self.backlog() >= MAX_BACKLOG:
             m.unavailable += 1
             return _error(503, "collector backlog full (object store unreachable?); send it again later")
         envelope.seq = self._take_seq()
-        durable = self.wal.append(envelope.seq, events.encode(envelope), envelope)
-        self._inflight[key] = durable
-        answer: asyncio.Future[Answer] = durable.get_loop().create_future()
-
-        def settled(done: asyncio.Future[int]) -> None:
-            del self._inflight[key]
-            error = done.exception()
-            if error is not None:
-                m.unavailable += 1
-                answer.set_result(_error(503, f"write-ahead log unavailable ({error}); send the event again"))
-            else:
-                m.acked[kind] += 1
-                answer.set_result(Answer(200, STORED))
-
-        durable.add_done_callback(settled)
+        logged = _Logged(envelope, key, [answer])
+        self._inflight[key] = logged
+        self.wal.append(envelope.seq, events.encode(envelope), logged)
         return answer
-
-    async def _after_first_delivery(self, first: asyncio.Future[int], kind: str) -> Answer:
-        """A duplicate that came while the first delivery was being written: answer as that write ends."""
-        try:
-            await asyncio.shield(first)
-        except OSError:
-            self.metrics.unavailable += 1
-            return _error(503, "the first delivery of this event could not be stored; send it again")
-        self.metrics.duplicates[kind] += 1
-        return Answer(200, DUPLICATE)
 
     async def ingest_labels(self, body: bytes) -> Answer:
         """``POST /v1/labels``: validated, durable, then answered with accepted/unknown counts."""
@@ -219,11 +214,11 @@ class Collector:
             status=None,
             body=body,
         )
-        try:
-            await self.wal.append(envelope.seq, events.encode(envelope), envelope)
-        except OSError as exc:
-            self.metrics.unavailable += 1
-            return _error(503, f"write-ahead log unavailable ({exc}); send the labels again")
+        written = Deferred()
+        self.wal.append(envelope.seq, events.encode(envelope), _Logged(envelope, None, [written]))
+        outcome = await written
+        if outcome.status != 200:
+            return outcome
         request_ids = table.column("request_id").to_pylist()
         unknown = sum(
             1
@@ -239,21 +234,40 @@ class Collector:
         self._next_seq += 1
         return seq
 
-    def _on_durable(self, items: list[object], segment: int) -> None:
-        """A group is on disk: remember its keys, count it against its segment, join it."""
-        self.metrics.wal_groups += 1
+    def _on_durable(self, items: list[_Logged], segment: int) -> None:
+        """A group is on disk: remember its keys, count it against its segment, join it, answer its senders."""
+        m = self.metrics
+        m.wal_groups += 1
         self._track_segment(segment)
         keys = self._segment_keys[segment]
         self._outstanding[segment] += len(items)
+        inflight = self._inflight
         for item in items:
-            assert isinstance(item, Envelope)
-            if item.kind != Kind.LABELS:
-                key = events.dedup_key(item.id, item.kind)
+            envelope, key = item.envelope, item.key
+            if key is not None:
                 self.keys.add(key)
                 keys.append(key)
-            self._place(item)
+                del inflight[key]
+                kind = TYPES[envelope.kind]
+                m.acked[kind] += 1
+                m.duplicates[kind] += len(item.waiters) - 1
+            self._place(envelope)
+            first, *later = item.waiters
+            first.resolve(STORED_ANSWER)
+            for waiter in later:
+                waiter.resolve(DUPLICATE_ANSWER)
         if len(self._ready) >= self.settings.collector_flush_rows:
             self._wake.set()
+
+    def _on_failed(self, items: list[_Logged], error: OSError) -> None:
+        """A group could not be written: nothing in it is acknowledged; every sender is told to send again."""
+        answer = _error(503, f"write-ahead log unavailable ({error}); send it again")
+        for item in items:
+            if item.key is not None:
+                self._inflight.pop(item.key, None)
+            self.metrics.unavailable += len(item.waiters)
+            for waiter in item.waiters:
+                waiter.resolve(answer)
 
     def _track_segment(self, segment: int) -> None:
         if segment not in self._outstanding:

@@ -9,26 +9,40 @@ from monitoring.collector.wal import WriteAheadLog, frame, iter_records, list_se
 
 
 def test_concurrent_appends_share_fsyncs_and_come_back_in_order(tmp_path: Path) -> None:
-    durable: list[object] = []
+    durable: list[int] = []
+    segments: list[int] = []
+    failed: list[int] = []
 
     async def run() -> int:
-        wal = WriteAheadLog(tmp_path, segment_bytes=64 * 1024, on_durable=lambda items, _: durable.extend(items))
+        landed = asyncio.Event()
+
+        def on_durable(items: list[int], segment: int) -> None:
+            durable.extend(items)
+            segments.extend([segment] * len(items))
+            if len(durable) % 100 == 0:
+                landed.set()
+
+        wal = WriteAheadLog(tmp_path, 64 * 1024, on_durable, lambda items, _: failed.extend(items))
         wal.open(0)
-        segments: list[int] = []
         for start in range(0, 2000, 100):  # 20 bursts of 100 concurrent appends
-            burst = [wal.append(seq, b"event-%06d" % seq * 50, seq) for seq in range(start, start + 100)]
-            segments += await asyncio.gather(*burst)
+            landed.clear()
+            for seq in range(start, start + 100):
+                wal.append(seq, b"event-%06d" % seq * 50, seq)
+            while len(durable) < start + 100:
+                await landed.wait()
+                landed.clear()
         await wal.close()
-        assert segments == sorted(segments), "a later record never lands in an earlier segment"
         return wal.groups
 
     groups = asyncio.run(run())
-    assert durable == list(range(2000)), "everything is reported durable, in order, before its future settles"
+    assert not failed
+    assert durable == list(range(2000)), "everything is reported durable, in order"
+    assert segments == sorted(segments), "a later record never lands in an earlier segment"
     assert groups < 2000, "concurrent appends were committed in groups"
-    segments = list_segments(tmp_path)
-    assert len(segments) > 1, "the log moved to new segments past segment_bytes (a group is never split)"
-    assert segments[0].id == 0
-    payloads = [payload for _, payload in iter_records(segments)]
+    files = list_segments(tmp_path)
+    assert len(files) > 1, "the log moved to new segments past segment_bytes (a group is never split)"
+    assert files[0].id == 0
+    payloads = [payload for _, payload in iter_records(files)]
     assert payloads == [b"event-%06d" % seq * 50 for seq in range(2000)]
 
 
