@@ -91,7 +91,7 @@ class CollectorMetrics:
             ),
             ("collector_flushes", "Parquet flushes committed.", self.flushes),
             ("collector_flush_errors", "Failed upload attempts (retried).", self.flush_errors),
-            ("collector_wal_commits", "Group commits (one synchronous write each) of the write-ahead log.", self.wal_groups),
+            ("collector_wal_commits", "Write-ahead log group commits (one synchronous write each).", self.wal_groups),
         ):
             yield CounterMetricFamily(name, help_text, value=value)
         for name, (help_text, read) in self._gauges.items():
