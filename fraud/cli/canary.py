@@ -269,12 +269,23 @@ def controller(
         float | None, typer.Option(min=0.1, help="Seconds between looks (FRAUD_CANARY_INTERVAL_SECONDS).")
     ] = None,
     metrics_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the predictors' Services.")] = 80,
+    steps: Annotated[
+        str | None,
+        typer.Option(help="Challenger weights in percent, comma-separated; 100 = promotion (FRAUD_CANARY_STEPS)."),
+    ] = None,
+    min_requests: Annotated[
+        int | None, typer.Option(min=0, help="Requests each step needs (FRAUD_CANARY_MIN_REQUESTS).")
+    ] = None,
+    min_seconds: Annotated[
+        float | None, typer.Option(min=0, help="Seconds each step lasts at least (FRAUD_CANARY_MIN_SECONDS).")
+    ] = None,
     once: Annotated[bool, typer.Option("--once", help="Look once and exit (cron-style or debugging).")] = False,
 ) -> None:
     """Cluster controller: roll an InferenceService's canary out (weights, promotion, rollback) until stopped.
 
     Needs only get/patch on that InferenceService; the rollout state is kept in its annotation
-    fraud.platform/rollout-state. Steps, minimums and tolerances come from the FRAUD_CANARY_* settings.
+    fraud.platform/rollout-state. Steps and minimums come from the options, else (like the tolerances) from the
+    FRAUD_CANARY_* settings.
     """
     import logging
 
@@ -284,9 +295,9 @@ def controller(
     logging.getLogger().setLevel(logging.INFO)
     settings = get_settings()
     overrides = {
-        "steps": parse_steps(settings.canary_steps),
-        "min_requests": settings.canary_min_requests,
-        "min_seconds": settings.canary_min_seconds,
+        "steps": parse_steps(steps if steps is not None else settings.canary_steps),
+        "min_requests": settings.canary_min_requests if min_requests is None else min_requests,
+        "min_seconds": settings.canary_min_seconds if min_seconds is None else min_seconds,
         "max_inconclusive_seconds": settings.canary_max_inconclusive_seconds,
         "label_gate": settings.canary_label_gate,
     }

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 
@@ -84,6 +85,28 @@ class Cluster:
         for group in groups:
             impersonating.set_default_header("Impersonate-Group", group)
         return impersonating
+
+
+def service_account_kubeconfig(cluster: Cluster, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig holding a token the API server issued for the ServiceAccount (TokenRequest): what a pod of that
+    account presents, so a client using it is judged by RBAC as that account, with no admin rights behind it."""
+    token = cluster.core.create_namespaced_service_account_token(
+        account, namespace, {"spec": {"expirationSeconds": 3600}}
+    ).status.token
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": admin["clusters"],
+                "users": [{"name": account, "user": {"token": token}}],
+                "contexts": [{"name": account, "context": {"cluster": admin["clusters"][0]["name"], "user": account}}],
+                "current-context": account,
+            }
+        )
+    )
+    return path
 
 
 def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60.0, interval: float = 0.25) -> Any:

@@ -1,0 +1,242 @@
+"""The project's own canary code rolling out the chart's canary on a real API server with KServe reconciling it.
+
+Given the chart's canary-controller release (stable version 2, canary version 3) in a restricted namespace and the
+registry holding those versions, when `fraudctl canary controller` runs with the command line the chart gives its
+Deployment, under a token the API server issued for the controller's ServiceAccount, and the same runtime
+(`serving.canary.cluster.ClusterRuntime`, same identity) then applies the state machine's decisions, then each
+weight lands in `spec.canary[0].trafficPercent` and KServe's canary status, the promotion makes the stable predictor
+the canary's (name, storage URI, version) with the canary gone and KServe serving it from the canary's Deployment,
+and the next canary's rollback removes it with the stable predictor unchanged and KServe deleting its Deployment.
+
+Stand-ins, each said where: no predictor container runs, so the evidence each window carries comes from the
+project's traffic simulator (`serving.canary.simulation`) instead of scraping the predictors' /metrics; the
+registry is the session's MLflow server, with versions whose sources are the chart values' storage URIs.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from kubernetes import client, config
+
+from fraud.registry import CHAMPION, connect, set_alias, version_by_alias
+from fraud.settings import Settings
+from serving.canary.cluster import STATE_ANNOTATION, ClusterRuntime
+from serving.canary.rollout import Action, ActionKind, Phase, RolloutState, reconcile
+from serving.canary.simulation import SCENARIOS, TrafficSimulator
+
+from .conftest import Cluster, create_namespace, service_account_kubeconfig, wait_for
+from .helm_release import RELEASE, Obj, ci_values, install, rendered_objects, uninstall, upgrade
+
+ISVC = "fraud-detector"
+GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+CONTROLLER = f"{RELEASE}-canary-controller"
+NEXT_URI = "s3://mlflow-artifacts/1/models/m-5c1d9e3a7b2f4d6e8a0c2e4f6a8b0d2f/artifacts"
+REQUESTS_PER_WINDOW = 20_000
+WINDOW_SECONDS = 60.0
+
+
+@pytest.fixture(scope="module")
+def release(cluster: Cluster) -> Iterator[tuple[str, Obj]]:
+    namespace = create_namespace(cluster)
+    kfp = create_namespace(cluster, f"{namespace}-kfp", restricted=False)
+    values = ci_values("canary-controller")
+    values["pipelines"] = {"namespace": kfp}
+    install(cluster.kubeconfig, namespace, values)
+    try:
+        yield namespace, values
+    finally:
+        uninstall(cluster.kubeconfig, namespace)
+        cluster.core.delete_namespace(namespace)
+        cluster.core.delete_namespace(kfp)
+
+
+@pytest.fixture
+def registry(stack: Settings) -> Settings:
+    """A model of its own in the session's registry with versions 1-4 (2 and 3 the chart's stable and canary, 4 the
+    next canary), each sourced from its storage URI; champion -> 2, challenger -> 3."""
+    settings = stack.model_copy(update={"model_name": f"fraud-detector-cluster-{uuid.uuid4().hex[:6]}"})
+    predictor = ci_values("canary-controller")["predictor"]
+    sources = [
+        "s3://mlflow-artifacts/1/models/m-00000000000000000000000000000001/artifacts",
+        predictor["model"]["storageUri"],
+        predictor["canary"]["model"]["storageUri"],
+        NEXT_URI,
+    ]
+    mlflow = connect(settings)
+    mlflow.create_registered_model(settings.model_name)
+    for source in sources:
+        mlflow.create_model_version(settings.model_name, source)
+    set_alias(mlflow, settings.model_name, CHAMPION, "2")
+    set_alias(mlflow, settings.model_name, "challenger", "3")
+    return settings
+
+
+def get_isvc(cluster: Cluster, namespace: str) -> Obj:
+    obj: Obj = client.CustomObjectsApi(cluster.api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, ISVC
+    )
+    return obj
+
+
+def env_of(predictor: Obj) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in predictor["containers"][0]["env"]}
+
+
+def deployments(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    return {d.metadata.name: d for d in client.AppsV1Api(cluster.api).list_namespaced_deployment(namespace).items}
+
+
+def canary_status_is(cluster: Cluster, namespace: str, weight: int) -> bool:
+    """KServe's status reports the one canary at this traffic percent."""
+    statuses = get_isvc(cluster, namespace).get("status", {}).get("canaryStatuses") or []
+    return [int(s.get("trafficPercent", 0)) for s in statuses] == [weight]
+
+
+def run_chart_controller(values: Obj, namespace: str, kubeconfig: Path, settings: Settings) -> str:
+    """`fraudctl canary controller` with the command line of the chart's controller Deployment, once."""
+    objects = rendered_objects(values, namespace)
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == CONTROLLER]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    argv = [str(Path(sys.executable).parent / container["command"][0]), *container["command"][1:], *container["args"]]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    env |= {"KUBECONFIG": str(kubeconfig), "FRAUD_MODEL_NAME": settings.model_name}
+    done = subprocess.run([*argv, "--once"], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, f"{argv} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+def assert_metrics_reachable_by_name(cluster: Cluster, runtime: ClusterRuntime, isvc: Obj) -> None:
+    """Each /metrics URL the runtime scrapes names a Service KServe made, on a port that Service exposes."""
+    urls = runtime.metrics_urls(isvc)
+    assert set(urls) == ({"champion", "challenger"} if isvc["spec"].get("canary") else {"champion"})
+    for url in urls.values():
+        parts = urlsplit(url)
+        assert parts.hostname is not None
+        name, namespace = parts.hostname.split(".")[:2]
+        service = wait_for(partial(cluster.core.read_namespaced_service, name, namespace), f"Service {name} of {url}")
+        assert parts.port in [port.port for port in service.spec.ports], (url, service.spec.ports)
+
+
+def drive(
+    runtime: ClusterRuntime, state: RolloutState, scenario: str, cluster: Cluster, namespace: str
+) -> tuple[RolloutState, list[Action]]:
+    """Feed the state machine simulated windows and let the runtime apply every action it returns, checking after
+    each weight that the InferenceService and KServe's canary status carry it."""
+    simulator = TrafficSimulator(*SCENARIOS[scenario], seed=7)
+    now = max(time.time(), state.step_started_at)
+    actions: list[Action] = []
+    for _ in range(40):
+        window = simulator.window(now, WINDOW_SECONDS, REQUESTS_PER_WINDOW, state.weight, shadow=False)
+        now += WINDOW_SECONDS
+        state, action = reconcile(state, window, now)
+        if action.kind is ActionKind.NONE:
+            continue
+        state = runtime.commit(state, action)
+        actions.append(action)
+        if action.kind is ActionKind.SET_WEIGHT:
+            (entry,) = get_isvc(cluster, namespace)["spec"]["canary"]
+            assert entry["trafficPercent"] == action.weight
+            wait_for(partial(canary_status_is, cluster, namespace, action.weight), f"KServe at {action.weight} %")
+        if state.terminal:
+            break
+    return state, actions
+
+
+def test_controller_promotes_then_rolls_back_the_next_canary(
+    cluster: Cluster, release: tuple[str, Obj], registry: Settings, tmp_path: Path
+) -> None:
+    namespace, values = release
+    predictor = values["predictor"]
+    canary_uri = predictor["canary"]["model"]["storageUri"]
+    kubeconfig = service_account_kubeconfig(cluster, namespace, CONTROLLER, tmp_path / "controller.kubeconfig")
+    as_controller = client.CustomObjectsApi(config.new_client_from_config(config_file=str(kubeconfig)))
+
+    # 1. The chart's own controller command line starts the rollout at its first step (5 % from --steps).
+    wait_for(lambda: f"{ISVC}-challenger-predictor" in deployments(cluster, namespace), "the canary Deployment")
+    run_chart_controller(values, namespace, kubeconfig, registry)
+    isvc = get_isvc(cluster, namespace)
+    state = RolloutState.from_json(isvc["metadata"]["annotations"][STATE_ANNOTATION])
+    assert (state.phase, state.weight, state.pending_action) == (Phase.PROGRESSING, 5, None)
+    assert (state.spec.champion_version, state.spec.challenger_version) == ("2", "3")
+    assert state.spec.steps == (5, 25, 50, 100)
+    assert [c["trafficPercent"] for c in isvc["spec"]["canary"]] == [5]
+    wait_for(partial(canary_status_is, cluster, namespace, 5), "KServe's canary status at 5 %")
+
+    # 2. The same runtime, same identity, applies the machine's decisions on an A/A challenger: 25, 50, promotion.
+    runtime = ClusterRuntime(registry, namespace, ISVC, api=as_controller)
+    loaded = runtime.load_state()
+    assert loaded is not None
+    assert_metrics_reachable_by_name(cluster, runtime, isvc)
+    stable_before = copy.deepcopy(isvc["spec"]["predictor"])
+    state, actions = drive(runtime, loaded, "same_model", cluster, namespace)
+    assert [(a.kind, a.weight) for a in actions] == [
+        (ActionKind.SET_WEIGHT, 25),
+        (ActionKind.SET_WEIGHT, 50),
+        (ActionKind.PROMOTE, 100),
+    ]
+    assert state.phase is Phase.PROMOTED and state.pending_action is None
+
+    spec = get_isvc(cluster, namespace)["spec"]
+    assert "canary" not in spec
+    stable = spec["predictor"]
+    assert stable["name"] == "challenger"
+    assert (env_of(stable)["STORAGE_URI"], env_of(stable)["FRAUD_MODEL_VERSION"]) == (canary_uri, "3")
+    autoscaling = ("minReplicas", "maxReplicas", "scaleMetric", "scaleTarget")
+    assert {k: stable.get(k) for k in autoscaling} == {k: stable_before.get(k) for k in autoscaling}
+    # KServe serves the promoted predictor from the canary's Deployment, now the stable one, and deletes the old.
+    promoted = f"{ISVC}-challenger-predictor"
+    wait_for(lambda: f"{ISVC}-predictor" not in deployments(cluster, namespace), "KServe to delete the old stable")
+    source = "internal.serving.kserve.io/storage-initializer-sourceuri"
+    wait_for(
+        lambda: deployments(cluster, namespace)[promoted].spec.template.metadata.annotations.get(source) == canary_uri,
+        "the stable Deployment with the promoted storage URI",
+    )
+    assert_metrics_reachable_by_name(cluster, runtime, get_isvc(cluster, namespace))
+    # The registry moved first: champion -> 3, previous -> 2, version 3 tagged promoted.
+    mlflow = connect(registry)
+    champion = version_by_alias(mlflow, registry.model_name, CHAMPION)
+    assert champion is not None and str(champion.version) == "3"
+    previous = version_by_alias(mlflow, registry.model_name, "previous")
+    assert previous is not None and str(previous.version) == "2"
+    assert mlflow.get_model_version(registry.model_name, "3").tags["canary_outcome"] == "promoted"
+
+    # 3. The next canary (version 4) by `helm upgrade` with the promoted values; the controller begins a new rollout
+    #    and rolls it back on a challenger that blocks five times as much.
+    next_values = copy.deepcopy(values)
+    next_values["predictor"]["variantName"] = "challenger"
+    next_values["predictor"]["model"] = {"alias": "champion", "version": "3", "storageUri": canary_uri}
+    next_values["predictor"]["canary"] = {
+        "enabled": True,
+        "name": "candidate",
+        "trafficPercent": 0,
+        "model": {"alias": "challenger", "version": "4", "storageUri": NEXT_URI},
+    }
+    upgrade(cluster.kubeconfig, namespace, next_values)
+    candidate = f"{ISVC}-candidate-predictor"
+    wait_for(lambda: candidate in deployments(cluster, namespace), "KServe to create the next canary's Deployment")
+    stable_before = copy.deepcopy(get_isvc(cluster, namespace)["spec"]["predictor"])
+    state = runtime.step({"steps": (5, 25, 50, 100)})
+    assert (state.phase, state.weight, state.spec.challenger_version) == (Phase.PROGRESSING, 5, "4")
+    state, actions = drive(runtime, state, "blocks_5x", cluster, namespace)
+    assert [a.kind for a in actions][-1] is ActionKind.ROLLBACK and state.phase is Phase.ROLLED_BACK
+
+    spec = get_isvc(cluster, namespace)["spec"]
+    assert "canary" not in spec
+    assert spec["predictor"] == stable_before
+    wait_for(lambda: candidate not in deployments(cluster, namespace), "KServe to delete the rolled-back canary")
+    assert deployments(cluster, namespace)[promoted].spec.template.metadata.annotations[source] == canary_uri
+    champion = version_by_alias(mlflow, registry.model_name, CHAMPION)
+    assert champion is not None and str(champion.version) == "3"
+    assert mlflow.get_model_version(registry.model_name, "4").tags["canary_outcome"] == "rolled_back"
