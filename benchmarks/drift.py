@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from fraud.tuning import fit_model  # noqa: E402
 from monitoring import reference as reference_module  # noqa: E402
 from monitoring.drift import DriftConfig, DriftResult, detect  # noqa: E402
 from monitoring.reference import Reference  # noqa: E402
+from monitoring.retrain import RetrainPolicy, RetrainState, observe  # noqa: E402
 
 XGB_PARAMS = {
     "max_depth": 5,
@@ -79,8 +80,9 @@ class World:
     reference: Reference
     month_rows: int
 
-    def scored_validation(self, seed: int, scenario: Scenario | None = None) -> pd.DataFrame:
-        table = generate(self.month_rows, seed=seed, scenario=scenario)
+    def scored_validation(self, seed: int, scenario: Scenario | None = None, rows: int | None = None) -> pd.DataFrame:
+        """The validation days of a generated month (`rows` rows, default the reference month's), scored."""
+        table = generate(rows or self.month_rows, seed=seed, scenario=scenario)
         bounds = SplitBoundaries()  # the reference's days; no check that they hold fraud (a month may have none)
         steps = table["step"]
         block = table.filter(
@@ -172,13 +174,55 @@ class Cell:
 UNLABELLED = True
 """Also judge each window without its labels (``--labels-only`` turns it off to halve the cost)."""
 
+RECORDS: list[Path] = []
+"""Where to append one JSON line per test of every judged window (``--records FILE``): enough to re-judge the
+windows offline with other floors or another alpha (Holm is recomputed from the window's p-values), without
+regenerating months. Written as the run goes, so an interrupted run keeps what it measured."""
 
-def run_cell(cell: Cell, world: World, window: pd.DataFrame, config: DriftConfig, evidently: bool) -> None:
+
+def _record(case: str, size: int, window: int, labels: bool, result: DriftResult) -> None:
+    if not RECORDS:
+        return
+    lines = []
+    for column in result.columns:
+        if column.tested:
+            lines.append(
+                {
+                    "case": case,
+                    "size": size,
+                    "window": window,
+                    "labels": labels,
+                    "name": column.name,
+                    "kind": column.kind,
+                    "method": column.method,
+                    "effect": column.statistic,
+                    "threshold": column.threshold,
+                    "p_value": column.p_value,
+                    "p_beyond": column.p_beyond,
+                    "drift": column.drift,
+                    "test_statistic": column.details.get("test_statistic"),
+                    "df": column.details.get("df"),
+                    "rate": column.details.get("rate"),
+                    "reference_rate": column.details.get("reference_rate"),
+                    "rows": column.rows,
+                    "reference_rows": column.reference_rows,
+                }
+            )
+    with RECORDS[0].open("a") as out:
+        out.writelines(json.dumps(line) + "\n" for line in lines)
+
+
+def run_cell(
+    cell: Cell, world: World, window: pd.DataFrame, config: DriftConfig, evidently: bool, case: str = ""
+) -> None:
     started = time.perf_counter()
     labelled = detect(window, world.reference, config)
     seconds = time.perf_counter() - started
     unlabelled = detect(window.drop(columns=["isFraud"]), world.reference, config) if UNLABELLED else labelled
     cell.add(labelled, unlabelled, seconds)
+    _record(case, len(window), cell.windows - 1, True, labelled)
+    if UNLABELLED:
+        _record(case, len(window), cell.windows - 1, False, unlabelled)
     if evidently:
         from monitoring.evidently_report import run_report, verdict
 
@@ -186,6 +230,19 @@ def run_cell(cell: Cell, world: World, window: pd.DataFrame, config: DriftConfig
         cell.evidently_windows += 1
         cell.evidently_any += found.any_column
         cell.evidently_dataset += found.dataset_drift
+        if RECORDS:
+            line = {
+                "case": case,
+                "size": len(window),
+                "window": cell.windows - 1,
+                "labels": True,
+                "name": "(evidently)",
+                "evidently_any": found.any_column,
+                "evidently_dataset": found.dataset_drift,
+                "evidently_drifted": [c.name for c in found.columns.values() if c.drift],
+            }
+            with RECORDS[0].open("a") as out:
+                out.write(json.dumps(line) + "\n")
 
 
 def false_alarms(
@@ -204,7 +261,8 @@ def false_alarms(
             if index >= windows:
                 break
             for size in sizes:
-                run_cell(cells[size], world, window_of(month, size, rng), config, index < evidently_windows)
+                window = window_of(month, size, rng)
+                run_cell(cells[size], world, window, config, index < evidently_windows, "no drift")
             index += 1
         rates = "  ".join(f"{s:,}: {c.ours}/{c.windows}" for s, c in cells.items())
         print(
@@ -214,25 +272,88 @@ def false_alarms(
 
 
 def detection(
-    world: World, sizes: Sequence[int], seeds: int, evidently_windows: int, only: Sequence[str]
+    world: World, sizes: Sequence[int], seeds: int, evidently_windows: int, only: Sequence[str], rows: int | None
 ) -> dict[str, Any]:
+    """Detection rate per scenario case and window size; `only` keeps cases whose name or label is listed."""
     config = DriftConfig()
     results: dict[str, Any] = {}
     for name, params in SCENARIOS:
-        if only and name not in only:
-            continue
         label = name + ("(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else "")
+        if only and name not in only and label not in only:
+            continue
         scenario = get_scenario(name, **params)
         cells = {size: Cell() for size in sizes}
         started = time.perf_counter()
         for index in range(seeds):
-            month = world.scored_validation(2000 + index, scenario)
+            month = world.scored_validation(2000 + index, scenario, rows)
             rng = np.random.default_rng(index)
             for size in sizes:
-                run_cell(cells[size], world, window_of(month, size, rng), config, index < evidently_windows)
+                window = window_of(month, size, rng)
+                run_cell(cells[size], world, window, config, index < evidently_windows, label)
         rates = "  ".join(f"{s:,}: {c.ours}/{c.windows}" for s, c in cells.items())
         print(f"  {label}: {time.perf_counter() - started:.0f} s  detected {rates}", flush=True)
         results[label] = {str(size): cell.to_dict() for size, cell in cells.items()}
+    return results
+
+
+# --- the retraining trigger over runs of consecutive windows --------------------------------------------------------
+RETRAIN_CASES: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
+    ("no drift", None, {}),
+    ("amount_shift(amount_factor=1.5)", "amount_shift", {"amount_factor": 1.5}),
+    ("type_mix", "type_mix", {}),
+)
+
+
+def retrain_runs(world: World, runs: int, windows: int, rows: int, policy: RetrainPolicy) -> dict[str, Any]:
+    """Feed `windows` hourly windows of one month per run to the retraining policy; count triggers per run.
+
+    A sustained shift should fire exactly once per run (the cooldown outlasts the run), healthy traffic never.
+    Each window's labelled frauds count as new frauds (labels matured in the window).
+    """
+    results: dict[str, Any] = {}
+    config = DriftConfig()
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for label, name, params in RETRAIN_CASES:
+        scenario = get_scenario(name, **params) if name else None
+        fired_per_run: list[int] = []
+        first_at: list[int] = []
+        reasons: dict[str, int] = {}
+        started = time.perf_counter()
+        for run in range(runs):
+            month = world.scored_validation(3000 + run, scenario)
+            rng = np.random.default_rng(run)
+            state = RetrainState()
+            fired = 0
+            for index in range(windows):
+                window = window_of(month, rows, rng)
+                result = detect(window, world.reference, config)
+                state, trigger = observe(
+                    state,
+                    policy,
+                    now=start + timedelta(hours=index),
+                    drift=result.drift,
+                    drifted=[c.name for c in result.drifted],
+                    new_frauds=int(np.sum(window["isFraud"] > 0)),
+                )
+                if trigger is not None:
+                    fired += 1
+                    if fired == 1:
+                        first_at.append(index + 1)
+                    key = trigger.reason.split(" (")[0]
+                    reasons[key] = reasons.get(key, 0) + 1
+            fired_per_run.append(fired)
+        counts = {str(k): fired_per_run.count(k) for k in sorted(set(fired_per_run))}
+        print(f"  {label}: {time.perf_counter() - started:.0f} s  triggers per run {counts}", flush=True)
+        results[label] = {
+            "runs": runs,
+            "windows_per_run": windows,
+            "rows_per_window": rows,
+            "runs_by_trigger_count": counts,
+            "exactly_once": fired_per_run.count(1) / runs,
+            "never": fired_per_run.count(0) / runs,
+            "first_trigger_window": {str(k): first_at.count(k) for k in sorted(set(first_at))},
+            "reasons": reasons,
+        }
     return results
 
 
@@ -345,7 +466,9 @@ def _print_table(title: str, results: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=("false-alarms", "detection", "chain", "chain-child"), help="What to measure.")
+    parser.add_argument(
+        "mode", choices=("false-alarms", "detection", "retrain", "chain", "chain-child"), help="What to measure."
+    )
     parser.add_argument("--rows", type=int, default=1_000_000, help="chain: logged predictions.")
     parser.add_argument("--engine", choices=("ours", "evidently"), default="ours", help="chain-child: what to run.")
     parser.add_argument("--since", default=None, help="chain-child: window start (ISO).")
@@ -358,14 +481,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--months", type=int, default=200, help="false-alarms: healthy months the windows are drawn from."
     )
     parser.add_argument("--seeds", type=int, default=50, help="detection: months per scenario.")
-    parser.add_argument("--scenarios", nargs="*", default=(), help="detection: only these scenario names.")
+    parser.add_argument(
+        "--scenario-rows",
+        type=int,
+        default=None,
+        help="detection: rows of each scenario month (default --month-rows; its days 15-17 must hold the largest "
+        "window, about 19 %% of the month).",
+    )
+    parser.add_argument(
+        "--scenarios", nargs="*", default=(), help="detection: only these scenario names or case labels."
+    )
+    parser.add_argument("--runs", type=int, default=50, help="retrain: runs (months) per case.")
+    parser.add_argument("--run-windows", type=int, default=8, help="retrain: consecutive hourly windows per run.")
+    parser.add_argument("--window-rows", type=int, default=10_000, help="retrain: rows per window.")
     parser.add_argument("--evidently-windows", type=int, default=20, help="Windows per cell also run by Evidently.")
     parser.add_argument("--cache", type=Path, default=ROOT / ".fraud" / "bench-drift", help="Model cache directory.")
     parser.add_argument("--json", type=Path, default=None, help="Also write the numbers to this JSON file.")
     parser.add_argument("--labels-only", action="store_true", help="Judge windows with their labels only.")
+    parser.add_argument(
+        "--records", type=Path, default=None, help="Append every test of every window to this JSON-lines file."
+    )
     args = parser.parse_args(argv)
     global UNLABELLED  # noqa: PLW0603 - a run-wide switch set once from the command line
     UNLABELLED = not args.labels_only
+    if args.records:
+        args.records.parent.mkdir(parents=True, exist_ok=True)
+        RECORDS.append(args.records)
     if args.mode == "chain-child":
         timings = chain_child(
             args.engine, datetime.fromisoformat(args.since), datetime.fromisoformat(args.until), args.workdir
@@ -391,13 +532,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.json.write_text(json.dumps({"mode": "chain", "results": chained}, indent=2, default=str))
         return 0
     world = build_world(args.month_rows, args.cache)
+    if args.mode == "retrain":
+        policy = RetrainPolicy()
+        retrained = retrain_runs(world, args.runs, args.run_windows, args.window_rows, policy)
+        print(
+            f"\nretraining trigger: policy {policy.sustained_windows} drifting windows in a row, "
+            f">= {policy.min_new_frauds} new labelled frauds, cooldown {policy.cooldown}; "
+            f"{args.run_windows} hourly windows of {args.window_rows:,} rows per run"
+        )
+        print(f"{'case':<36} {'runs':>5} {'never':>7} {'once':>7} {'twice+':>7}  first trigger at window")
+        for case, cell in retrained.items():
+            more = sum(n for k, n in cell["runs_by_trigger_count"].items() if int(k) >= 2)
+            print(
+                f"{case:<36} {cell['runs']:>5} {cell['never']:>7.1%} {cell['exactly_once']:>7.1%} "
+                f"{more / cell['runs']:>7.1%}  {cell['first_trigger_window']}"
+            )
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"mode": "retrain", "results": retrained}, indent=2))
+        return 0
     if args.mode == "false-alarms":
         sizes = args.sizes or [200, 1_000, 10_000, 100_000]
         results = {"no drift": false_alarms(world, sizes, args.windows, args.months, args.evidently_windows)}
         _print_table(f"false-alarm rate per window ({args.windows} windows from {args.months} healthy months)", results)
     else:
         sizes = args.sizes or [1_000, 10_000, 100_000]
-        results = detection(world, sizes, args.seeds, args.evidently_windows, args.scenarios)
+        results = detection(world, sizes, args.seeds, args.evidently_windows, args.scenarios, args.scenario_rows)
         _print_table("detection rate per window", results)
     print(
         "\nours = any column drifts (Holm family at alpha 0.01 + effect floors), labels matured in the window; "

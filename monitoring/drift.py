@@ -20,8 +20,11 @@ Two guards keep a healthy model from paging anyone:
    alert is at most alpha, whatever the number of tests and segments.
 2. **Practical size.** At 100k rows every real difference is significant, including the month-to-month
    variation of healthy traffic (hourly volume levels move between days; the share of top scores with them).
-   A column drifts only when it is significant *and* its effect (PSI, or rate ratio) passes a floor, so the
-   verdict at large windows is about changes worth a look, not about sample size.
+   Each test therefore has a floor (a PSI, or a rate ratio) and a column drifts only when the difference is
+   shown to *exceed the floor*: a minimum-effect test (`stats.beyond_floor_p`, noncentral chi-square or
+   Fisher's noncentral hypergeometric) whose p-value enters the Holm family. Unlike "significant and the
+   observed PSI passes the floor", it accounts for both sample sizes: an observed PSI is biased upwards by
+   about (K-1)(1/n + 1/m), so a 200-row window or a reference of 60 frauds shows a large PSI by chance alone.
 
 Time of day is handled by post-stratification: the reference rows are reweighted so that their hour-of-day
 mix is the window's before every other column is compared, so a window of night traffic is compared with
@@ -88,9 +91,11 @@ class DriftConfig:
 class ColumnResult:
     """One tested (or reported) column: the numbers behind its verdict, so the verdict can be argued with.
 
-    ``statistic`` is the effect (PSI, or the rate ratio window/reference) and ``threshold`` its floor; the
-    column drifts when ``p_adjusted <= alpha`` and the effect passes the floor (for a ratio: at least the
-    floor, or at most its inverse for two-sided tests).
+    ``statistic`` is the effect (PSI, or the rate ratio window/reference) and ``threshold`` its floor.
+    ``p_value`` tests "no difference", ``p_beyond`` "a difference no larger than the floor"; the column drifts
+    when the larger of the two, Holm-adjusted over the window's family (``p_adjusted``), is at most ``alpha``
+    and the observed effect passes the floor (for a ratio: at least the floor, or at most its inverse for
+    two-sided tests).
     """
 
     name: str
@@ -102,6 +107,7 @@ class ColumnResult:
     threshold: float
     drift: bool
     p_value: float
+    p_beyond: float
     p_adjusted: float
     alpha: float
     rows: int
@@ -277,6 +283,7 @@ class _WindowTests:
             stats.bin_counts(reference_values, bins, reference_weights),
             stats.bin_counts(values, bins),
             reference_rows=stats.kish_size(reference_weights),
+            floor=floor,
             rng=self.rng,
         )
         self.pending.append(_Pending(name, feature, kind, segment, outcome, floor, False, True))
@@ -299,6 +306,7 @@ class _WindowTests:
             stats.category_counts(reference_codes, categories, reference_weights),
             stats.category_counts(codes, categories),
             reference_rows=size,
+            floor=floor,
             rng=self.rng,
         )
         self.pending.append(_Pending(name, feature, kind, None, outcome, floor, False, True))
@@ -325,6 +333,7 @@ class _WindowTests:
             int(np.count_nonzero(hits)),
             int(hits.size),
             alternative="two-sided" if two_sided else "greater",
+            floor=self.config.rate_ratio_floor,
         )
         details = {"reference_rate": share, "rate": float(np.mean(hits))}
         self.pending.append(
@@ -396,17 +405,21 @@ class _WindowTests:
         # one-sided: more fraud is what to act on; the share of fraud on a few days swings widely between healthy
         # months (takeover chains come in bursts), so a lower rate is no alarm
         self.rate("fraud_rate", "isFraud", "label", None, ref_labels > 0, w, labels[known] > 0, two_sided=False)
-        fraud_amounts = self.window["amount"].to_numpy(dtype=np.float64)[known & (labels > 0)]
-        ref_fraud = ref_labels > 0
-        if fraud_amounts.size and ref_fraud.sum() >= 2 * 10:
-            edges = stats.quantile_edges(ref["amount"].to_numpy()[ref_fraud], bins=10, tail=())
+        # A takeover moves the same money in several rows (the transfer, the mule's cash-out, further 10M chunks
+        # of a rich victim), so fraud rows are not independent draws: each distinct amount counts once, in the
+        # window and in the reference. The reference is not reweighted by hour here: the hour weights match the
+        # whole window's hour mix, not its frauds', and would only shrink the few reference frauds' effective size.
+        fraud_amounts = np.unique(self.window["amount"].to_numpy(dtype=np.float64)[known & (labels > 0)])
+        ref_amounts = np.unique(ref["amount"].to_numpy(dtype=np.float64)[ref_labels > 0])
+        if fraud_amounts.size and ref_amounts.size >= 2 * 10:
+            edges = stats.quantile_edges(ref_amounts, bins=10, tail=())
             self.distribution(
                 "fraud_amount",
                 "amount",
                 "label",
                 "isFraud=1",
-                ref["amount"].to_numpy(dtype=np.float64)[ref_fraud],
-                w[ref_fraud],
+                ref_amounts,
+                np.ones(ref_amounts.size),
                 fraud_amounts,
                 self.config.label_psi_floor,
                 edges,
@@ -493,6 +506,7 @@ class _WindowTests:
             threshold=float("nan"),
             drift=False,
             p_value=float("nan"),
+            p_beyond=float("nan"),
             p_adjusted=float("nan"),
             alpha=self.config.alpha,
             rows=int(days.size),
@@ -506,15 +520,20 @@ class _WindowTests:
 
 
 def _judge(pending: Sequence[_Pending], alpha: float) -> list[ColumnResult]:
-    adjusted = stats.holm([p.outcome.p_value for p in pending])
+    """Verdicts of a window's tests: Holm over the judged p-values (real *and* beyond the floor) of the family."""
+    adjusted = stats.holm([p.outcome.p_judged for p in pending])
+    differs = stats.holm([p.outcome.p_value for p in pending]) <= alpha
     results = []
-    for test, p_adj in zip(pending, adjusted, strict=True):
+    for test, p_adj, real in zip(pending, adjusted, differs, strict=True):
         effect = test.outcome.effect
         if test.ratio:
             beyond = effect >= test.floor or (test.two_sided and effect <= 1.0 / test.floor)
         else:
             beyond = effect >= test.floor
         significant = bool(p_adj <= alpha)
+        note = ""
+        if real and not (significant and beyond):
+            note = "a real difference, not shown to exceed the floor"
         results.append(
             ColumnResult(
                 name=test.name,
@@ -526,12 +545,13 @@ def _judge(pending: Sequence[_Pending], alpha: float) -> list[ColumnResult]:
                 threshold=float(test.floor),
                 drift=bool(significant and beyond),
                 p_value=float(test.outcome.p_value),
+                p_beyond=float(test.outcome.p_beyond),
                 p_adjusted=float(p_adj),
                 alpha=alpha,
                 rows=int(test.outcome.rows),
                 reference_rows=float(test.outcome.reference_rows),
-                note=("significant, effect below the floor" if significant and not beyond else ""),
-                details={"test_statistic": float(test.outcome.statistic), **test.details},
+                note=note,
+                details={"test_statistic": float(test.outcome.statistic), "df": test.outcome.df, **test.details},
             )
         )
     return results

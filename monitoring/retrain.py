@@ -32,11 +32,19 @@ class RetrainPolicy:
 
 @dataclass(frozen=True)
 class Trigger:
+    """One firing: when, why (the reason a person reads), on what evidence, and what the submission gave.
+
+    ``result`` is filled once the training run was submitted: the new version and its aliases (local), the
+    KFP run id (cluster), or the error that stopped it. A trigger is recorded before the submission starts, so
+    a failed or interrupted run still starts the cooldown (no retraining storm on a broken pipeline).
+    """
+
     at: str
     reason: str
     drifted: list[str]
     new_frauds: int
     window: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,14 @@ def observe(
     )
     fired = RetrainState(drift_windows=0, new_frauds=0, last_trigger_at=trigger.at, triggers=[*state.triggers, trigger])
     return fired, trigger
+
+
+def record_result(state: RetrainState, result: dict[str, Any]) -> RetrainState:
+    """The state with the submission's outcome attached to the latest trigger."""
+    if not state.triggers:
+        raise ValueError("no trigger to attach a submission result to")
+    last = replace(state.triggers[-1], result=dict(result))
+    return replace(state, triggers=[*state.triggers[:-1], last])
 
 
 def load(path: Path) -> RetrainState:

@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from fraud.cli.ui import console, err_console
-from fraud.errors import ConfigError
+from fraud.errors import ConfigError, FraudError
 from fraud.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -93,6 +93,8 @@ def _print_collector(section: dict[str, Any]) -> None:
 
 
 DRIFT_ALERT = "FraudModelDrift"
+RETRAIN_TRIALS = 8
+RETRAIN_FAMILIES = "xgboost,hist_gb,logreg"
 
 
 def _state_dir(settings: Settings) -> Path:
@@ -259,6 +261,12 @@ def drift(
     kfp_host: Annotated[
         str | None, typer.Option(help="With --retrain: submit to this Kubeflow Pipelines endpoint, not locally.")
     ] = None,
+    retrain_trials: Annotated[
+        int, typer.Option(min=1, help="With --retrain: tuning trials of the training run.")
+    ] = RETRAIN_TRIALS,
+    retrain_families: Annotated[
+        str, typer.Option(help="With --retrain: model families the training run searches, comma-separated.")
+    ] = RETRAIN_FAMILIES,
     publish: Annotated[
         bool,
         typer.Option(
@@ -298,7 +306,7 @@ def drift(
         output["html"] = str(page)
         output["evidently_html"] = str(evidently_page) if evidently_page else None
     if retrain:
-        output["retrain"] = _retrain(settings, result, window, now, kfp_host)
+        output["retrain"] = _retrain(settings, result, window, now, kfp_host, retrain_trials, retrain_families)
     if publish:
         from monitoring.publish import publish_drift
 
@@ -317,12 +325,42 @@ def drift(
             console.print(f"Evidently's report: {output['evidently_html']}", soft_wrap=True)
     if publish:
         console.print(f"stored at [bold]{output['stored_at']}[/]", soft_wrap=True)
+    if retrain:
+        _print_retrain(output["retrain"])
+
+
+def _print_retrain(outcome: dict[str, Any]) -> None:
+    if not outcome["triggered"]:
+        console.print(
+            f"retraining: not triggered ({outcome['drift_windows']} drifting window(s) in a row, "
+            f"{outcome['new_frauds']} new labelled frauds)"
+        )
+    elif "error" in outcome:
+        console.print(f"[red]retraining triggered but the submission failed:[/] {outcome['error']}")
+    elif outcome.get("submitted") == "kfp":
+        console.print(f"retraining submitted to Kubeflow Pipelines: run {outcome['run_id']}")
+    else:
+        console.print(
+            f"retrained: version [bold]{outcome['version']}[/] is the challenger "
+            f"(aliases {', '.join(outcome['aliases'])}); roll it out with: {outcome['canary']}",
+            soft_wrap=True,
+        )
 
 
 def _retrain(
-    settings: Settings, result: DriftResult, window: Window, now: datetime, kfp_host: str | None
+    settings: Settings,
+    result: DriftResult,
+    window: Window,
+    now: datetime,
+    kfp_host: str | None,
+    trials: int = RETRAIN_TRIALS,
+    families: str = RETRAIN_FAMILIES,
 ) -> dict[str, Any]:
-    """Feed the window to the retraining policy; submit the training pipeline on the window when it fires."""
+    """Feed the window to the retraining policy; submit the training pipeline on the window when it fires.
+
+    The trigger is saved before the submission (so a failed run still starts the cooldown), then its outcome is
+    attached to it: the new version, or the error.
+    """
     import numpy as np
 
     from monitoring import retrain
@@ -348,7 +386,14 @@ def _retrain(
     if trigger is None:
         return {"triggered": False, "drift_windows": state.drift_windows, "new_frauds": state.new_frauds}
     err_console.print(f"[bold]retraining triggered[/]: {trigger.reason}")
-    submitted = submit_retraining(settings, window.frame, kfp_host, reason=trigger.reason)
+    try:
+        submitted = submit_retraining(
+            settings, window.frame, kfp_host, reason=trigger.reason, trials=trials, families=families
+        )
+    except FraudError as exc:
+        retrain.save(path, retrain.record_result(state, {"error": str(exc)}))
+        return {"triggered": True, "reason": trigger.reason, "error": str(exc)}
+    retrain.save(path, retrain.record_result(state, submitted))
     return {"triggered": True, "reason": trigger.reason, **submitted}
 
 
@@ -380,11 +425,21 @@ def training_table(frame: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def submit_retraining(settings: Settings, frame: pd.DataFrame, kfp_host: str | None, *, reason: str) -> dict[str, Any]:
+def submit_retraining(
+    settings: Settings,
+    frame: pd.DataFrame,
+    kfp_host: str | None,
+    *,
+    reason: str,
+    trials: int = RETRAIN_TRIALS,
+    families: str = RETRAIN_FAMILIES,
+) -> dict[str, Any]:
     """Train on the window: the same run `fraudctl pipeline run` does (or a KFP run on a cluster).
 
     The window's steps are split forward in time (first 70 % train, next 15 % validation, last 15 % test); the
-    new version is registered as ``challenger``, where the canary rollout picks it up.
+    new version is registered as ``challenger`` (tagged with the trigger's reason), where the canary rollout
+    picks it up: the champion serving *before* the run is recorded, because the pipeline's offline gate may
+    already move the champion alias, and the rollout must compare the new version with what served traffic.
     """
     import numpy as np
     import pyarrow as pa
@@ -408,9 +463,9 @@ def submit_retraining(settings: Settings, frame: pd.DataFrame, kfp_host: str | N
         "feature_set": "strict",
         "train_end_step": train_end,
         "valid_end_step": max(valid_end, train_end + 1),
-        "n_trials": 8,
+        "n_trials": trials,
         "timeout_s": 900.0,
-        "families": "xgboost,hist_gb,logreg",
+        "families": families,
         "alert_budget": 0.02,
     }
     if kfp_host:
@@ -424,8 +479,24 @@ def submit_retraining(settings: Settings, frame: pd.DataFrame, kfp_host: str | N
         params = TrainingParams.parse({**arguments, "source": str(uri)})
         run_id = submit(settings, kfp_host, package, params, "fraud-retraining")
         return {"submitted": "kfp", "run_id": run_id, "data": str(uri), "reason": reason}
-    outcome = run_local(settings, arguments)
-    return {"submitted": "local", "version": outcome.version, "aliases": outcome.aliases, "data": str(path)}
+    from fraud.registry import CHAMPION, connect, version_by_alias
+
+    client = connect(settings)
+    before = version_by_alias(client, settings.model_name, CHAMPION)
+    champion = None if before is None else str(before.version)
+    with err_console.status(f"training on {len(table):,} labelled rows of the window (log: pipeline-runs/)…"):
+        outcome = run_local(settings, arguments)
+    client.set_model_version_tag(settings.model_name, outcome.version, "retrain_reason", reason[:5000])
+    canary = "fraudctl canary start --alias challenger" + (f" --champion-version {champion}" if champion else "")
+    return {
+        "submitted": "local",
+        "version": outcome.version,
+        "aliases": outcome.aliases,
+        "champion_before": champion,
+        "canary": canary,
+        "run_id": outcome.run_id,
+        "data": str(path),
+    }
 
 
 @app.command()

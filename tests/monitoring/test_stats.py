@@ -99,3 +99,66 @@ def test_weighted_reference_counts_at_its_effective_size() -> None:
     # identical proportions but a small effective reference: no evidence of a difference
     outcome = stats.contingency_test(np.array([500.0, 500.0]), np.array([540, 460]), reference_rows=20)
     assert outcome.p_value > 0.5
+
+
+def _shifted(shares: np.ndarray, divergence: float) -> np.ndarray:
+    """Shares moved along a fixed direction until their chi-square divergence from `shares` is `divergence`."""
+    direction = np.linspace(-1.0, 1.0, shares.size) * shares
+    direction -= shares * direction.sum() / shares.sum()
+    scale = np.sqrt(divergence / np.sum(np.square(direction) / shares))
+    moved: np.ndarray = shares + scale * direction
+    return moved
+
+
+def test_a_difference_at_the_floor_alarms_at_most_alpha_at_any_size() -> None:
+    """The minimum-effect test: a true divergence equal to the floor rejects "at most the floor" in about alpha of
+    windows, at 1k rows as at 100k (where the plain test rejects every time)."""
+    rng = np.random.default_rng(5)
+    shares = np.full(20, 0.05)
+    floor = 0.02
+    at_floor = _shifted(shares, floor)
+    for rows in (1_000, 100_000):
+        beyond = plain = 0
+        for _ in range(300):
+            reference = rng.multinomial(20_000, shares)
+            current = rng.multinomial(rows, at_floor)
+            outcome = stats.contingency_test(reference, current, floor=floor)
+            beyond += outcome.p_beyond <= 0.01
+            plain += outcome.p_value <= 0.01
+        assert beyond / 300 <= 0.03, (rows, beyond)  # nominal 0.01
+        if rows == 100_000:
+            assert plain == 300  # significant every time: why "significant" alone cannot be the verdict
+    # three times the floor, 100k rows: found every time
+    far = _shifted(shares, 3 * floor)
+    found = sum(
+        stats.contingency_test(rng.multinomial(20_000, shares), rng.multinomial(100_000, far), floor=floor).p_judged
+        <= 0.01
+        for _ in range(50)
+    )
+    assert found == 50
+
+
+def test_the_rate_floor_is_an_exact_minimum_effect_test() -> None:
+    rng = np.random.default_rng(6)
+    rate = 0.005
+    alarms = 0
+    for _ in range(300):  # the window's rate is exactly twice the reference's: at the floor
+        outcome = stats.rate_test(
+            rng.binomial(40_000, rate), 40_000, int(rng.binomial(20_000, 2 * rate)), 20_000, floor=2.0
+        )
+        assert outcome.p_value <= outcome.p_judged
+        alarms += outcome.p_judged <= 0.01
+    assert alarms <= 8  # nominal 0.01 of 300 = 3; Fisher's conditional test is conservative
+    tripled = stats.rate_test(360, 180_000, 600, 100_000, alternative="greater", floor=2.0)
+    assert tripled.p_beyond < 1e-6
+    halved = stats.rate_test(360, 180_000, 100, 100_000, floor=2.0)  # two-sided: a rate that fell counts too
+    assert halved.p_beyond > 0.01 and halved.p_value < 1e-6  # 0.56x: real but within the floor
+    quartered = stats.rate_test(360, 180_000, 25, 100_000, floor=2.0)
+    assert quartered.p_beyond < 1e-4
+
+
+def test_psi_of_small_samples_is_finite_and_modest() -> None:
+    """Half-count smoothing: 60 reference frauds against 100 window frauds on ten bins, several empty."""
+    reference = np.array([10, 8, 0, 12, 5, 0, 9, 7, 6, 3], dtype=np.float64)
+    current = np.array([15, 14, 2, 20, 9, 1, 16, 10, 8, 5], dtype=np.float64)
+    assert 0 < stats.psi(reference, current) < 0.1
