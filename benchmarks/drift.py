@@ -304,7 +304,9 @@ RETRAIN_CASES: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
 )
 
 
-def retrain_runs(world: World, runs: int, windows: int, rows: int, policy: RetrainPolicy) -> dict[str, Any]:
+def retrain_runs(
+    world: World, runs: int, windows: int, rows: int, policy: RetrainPolicy, month_rows: int | None = None
+) -> dict[str, Any]:
     """Feed `windows` hourly windows of one month per run to the retraining policy; count triggers per run.
 
     A sustained shift should fire exactly once per run (the cooldown outlasts the run), healthy traffic never.
@@ -320,7 +322,7 @@ def retrain_runs(world: World, runs: int, windows: int, rows: int, policy: Retra
         reasons: dict[str, int] = {}
         started = time.perf_counter()
         for run in range(runs):
-            month = world.scored_validation(3000 + run, scenario)
+            month = world.scored_validation(3000 + run, scenario, month_rows)
             rng = np.random.default_rng(run)
             state = RetrainState()
             fired = 0
@@ -485,8 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--scenario-rows",
         type=int,
         default=None,
-        help="detection: rows of each scenario month (default --month-rows; its days 15-17 must hold the largest "
-        "window, about 19 %% of the month).",
+        help="detection, retrain: rows of each generated month (default --month-rows; its days 15-17 must hold "
+        "the largest window, about 19 %% of the month).",
     )
     parser.add_argument(
         "--scenarios", nargs="*", default=(), help="detection: only these scenario names or case labels."
@@ -534,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     world = build_world(args.month_rows, args.cache)
     if args.mode == "retrain":
         policy = RetrainPolicy()
-        retrained = retrain_runs(world, args.runs, args.run_windows, args.window_rows, policy)
+        retrained = retrain_runs(world, args.runs, args.run_windows, args.window_rows, policy, args.scenario_rows)
         print(
             f"\nretraining trigger: policy {policy.sustained_windows} drifting windows in a row, "
             f">= {policy.min_new_frauds} new labelled frauds, cooldown {policy.cooldown}; "
