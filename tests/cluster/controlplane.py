@@ -206,12 +206,20 @@ class Component:
             self.process.wait(timeout)
 
 
+def _dying_with_the_tests(argv: Sequence[str]) -> list[str]:
+    """``argv`` under util-linux's setpriv, which asks Linux to send it SIGTERM when the test process dies, however it
+    dies (a pytest killed by a timeout otherwise leaves a whole control plane running, holding CPU and ports).
+    setpriv execs the command, so the pid stays the component's."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else list(argv)
+
+
 def start_process(name: str, argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None) -> Component:
-    """Start one component with its output in ``<workdir>/<name>.log``."""
+    """Start one component with its output in ``<workdir>/<name>.log``; it dies with the test process."""
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            list(argv),
+            _dying_with_the_tests(argv),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
