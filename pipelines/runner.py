@@ -35,13 +35,17 @@ log = logging.getLogger(__name__)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = re.compile(r"Executing task '?([\w-]+)'?")
 _FINISHED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
+# the line `fraud.tuning.objective` logs after each trial, so a long tune step shows progress, not a bare spinner
+_TRIAL = re.compile(r"fraud\.tuning\.objective: (trial \d+ \w+ \w+ value=\S+ \([\d.]+s\))")
 
 
 @dataclass(frozen=True)
 class StepEvent:
     step: str
-    state: Literal["started", "succeeded", "failed"]
+    state: Literal["started", "progress", "succeeded", "failed"]
     seconds: float = 0.0
+    detail: str = ""
+    """For ``progress``: what the step reported (a finished tuning trial)."""
 
 
 EventFn = Callable[[StepEvent], None]
@@ -88,6 +92,10 @@ class _StepTracker:
                 self.failed = step
             self._emit(StepEvent(step, "succeeded" if ok else "failed", seconds))
             self.current = None
+            return
+        trial = _TRIAL.search(line)
+        if trial and self.current:
+            self._emit(StepEvent(self.current, "progress", time.monotonic() - self.started_at, trial.group(1)))
             return
         started = _STARTED.search(line)
         if started:

@@ -6,6 +6,7 @@ User errors (`FraudError`) end the process with a one-line reason and the error'
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -88,4 +89,8 @@ def _debug() -> bool:
 
 def run() -> None:
     """Console-script entry point."""
+    # MLflow draws a tqdm bar per artifact download (a model, a reference sample): in a terminal they tear through
+    # the command's own progress and tables, and in a log they are pages of carriage returns. A user who wants
+    # them back sets the variable.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     sys.exit(main())

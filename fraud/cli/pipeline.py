@@ -44,6 +44,9 @@ def run(logs: bool, **values: Any) -> None:
         def on_event(event: StepEvent) -> None:
             if event.state == "started":
                 status.update(f"[bold]{event.step}[/] running…")
+            elif event.state == "progress":
+                err_console.print(f"  [dim]{event.step}: {event.detail}[/]", highlight=False)
+                status.update(f"[bold]{event.step}[/] running… {event.seconds:.0f} s, last: {event.detail}")
             elif event.state == "succeeded":
                 err_console.print(f"[green]✓[/] {event.step:<11} {event.seconds:6.1f} s")
             else:

@@ -48,6 +48,9 @@ def first_run(settings: Settings) -> tuple[PipelineOutcome, list[StepEvent]]:
 def test_pipeline_registers_version_1_as_champion(first_run: tuple[PipelineOutcome, list[StepEvent]]) -> None:
     outcome, events = first_run
     assert [e.step for e in events if e.state == "succeeded"] == list(STEPS)
+    trials = [e.detail for e in events if e.state == "progress"]
+    assert len(trials) == SMALL["n_trials"] and all(e.step == "tune" for e in events if e.state == "progress")
+    assert all(detail.startswith(f"trial {i} ") for i, detail in enumerate(trials)), trials
     assert outcome.version == "1"
     assert outcome.aliases == ["challenger", "champion"]
     assert outcome.promoted
