@@ -250,11 +250,16 @@ def crash(settings: Settings, workdir: Path, events: int, kill_after: float, con
 
 
 # --- volume ------------------------------------------------------------------------------------------------------
+GROUP_EVENTS = 16
+"""Events per write-ahead group in `fill_wal`: about what the throughput run commits per synchronous write."""
+
+
 def fill_wal(wal: Path, rows: int, seed: int, segment_bytes: int) -> tuple[int, float]:
-    """Write 2 × rows acknowledged events (request, response per generated transaction) as the collector would."""
+    """Write 2 × rows acknowledged events (request, response per generated transaction) as the collector would:
+    in groups of `GROUP_EVENTS`, each record one group."""
     from fraud.data.generator import generate
-    from monitoring.collector.events import Envelope, Kind, encode
-    from monitoring.collector.wal import frame, segment_path
+    from monitoring.collector.events import Envelope, Kind, dedup_key, encode
+    from monitoring.collector.wal import frame, group_record, segment_path
 
     table = generate(rows, seed=seed)
     columns = {name: table.column(name).to_pylist() for name in table.schema.names}
@@ -264,6 +269,19 @@ def fill_wal(wal: Path, rows: int, seed: int, segment_bytes: int) -> tuple[int, 
     start = time.time() - 600.0
     seq, written = 0, 0
     out = segment_path(wal, 0).open("wb")
+    group: list[bytes] = []
+
+    def commit() -> None:
+        nonlocal out, written
+        record = frame(group_record(group))
+        if written + len(record) > segment_bytes:
+            out.close()
+            out = segment_path(wal, seq - len(group)).open("wb")
+            written = 0
+        out.write(record)
+        written += len(record)
+        group.clear()
+
     for i in range(rows):
         txn = (
             f'{{"instances":[{{"step":{columns["step"][i]},"type":"{columns["type"][i]}","amount":{columns["amount"][i]},'
@@ -281,16 +299,14 @@ def fill_wal(wal: Path, rows: int, seed: int, segment_bytes: int) -> tuple[int, 
         for kind, body in ((Kind.REQUEST, txn), (Kind.RESPONSE, answer)):
             envelope = Envelope(
                 seq, int(kind), f"vol-{i}", at, None, "champion", "fraud-detector", "local", "champion",
-                "champion", None, body,
+                "champion", None, body, dedup_key(f"vol-{i}", kind),
             )  # fmt: skip
-            record = frame(encode(envelope))
-            if written + len(record) > segment_bytes:
-                out.close()
-                out = segment_path(wal, seq).open("wb")
-                written = 0
-            out.write(record)
-            written += len(record)
+            group.append(encode(envelope))
             seq += 1
+            if len(group) == GROUP_EVENTS:
+                commit()
+    if group:
+        commit()
     out.close()
     os.sync()
     return seq, start
@@ -321,7 +337,7 @@ def read_back(settings: Settings, since: datetime, until: datetime) -> dict[str,
 
 @contextlib.contextmanager
 def volume_chain(
-    settings: Settings, workdir: Path, rows: int, seed: int = 7
+    settings: Settings, workdir: Path, rows: int, seed: int = 7, *, read_back_log: bool = True
 ) -> Iterator[tuple[Settings, datetime, datetime, dict[str, Any]]]:
     """Put ``rows`` logged predictions into the store through the collector; yield (settings, since, until, timings).
 
@@ -365,8 +381,8 @@ def volume_chain(
     collector.stop()
     since = datetime.fromtimestamp(start - 60, UTC)
     until = datetime.fromtimestamp(start + rows * 0.0005 + 60, UTC)
-    log(f"volume: all events in the store {to_store:.1f} s after the collector started; reading back")
-    back = read_back(settings, since, until)
+    log(f"volume: all events in the store {to_store:.1f} s after the collector started")
+    back = read_back(settings, since, until) if read_back_log else {"seconds": 0.0}
     timings = {
         "rows": rows,
         "events": events,
@@ -384,10 +400,121 @@ def volume_chain(
     yield settings, since, until, timings
 
 
+# --- the chain: logged predictions -> drift + daily report, and Evidently on the same rows ----------------------
+CHAIN_COLUMNS = [
+    "received_at", "model_name", "model_version", "arm", "endpoint", "step", "type", "amount", "oldbalanceOrg",
+    "oldbalanceDest", "score", "decision", "reasons", "latency_ms",
+]  # fmt: skip
+"""What drift (`monitoring.drift.WINDOW_COLUMNS`, balances, segments) and the daily report read: not the account
+names or the request ids, which are most of a million rows' bytes and reading time."""
+
+
+class TreeMemory:
+    """Peak of the summed RSS of this process and all its descendants, sampled every 0.2 s in a thread."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def sample(self) -> float:
+        me = psutil.Process()
+        total = 0
+        for process in [me, *me.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                total += process.memory_info().rss
+        self.peak_mb = max(self.peak_mb, total / 2**20)
+        return self.peak_mb
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.sample()
+
+
+def chain_child(engine: str, since: datetime, until: datetime, folder: Path) -> dict[str, Any]:
+    """One measured process: read the logged rows, then our drift + daily report, or Evidently's default report.
+
+    Imports only what that work needs (the benchmark's own model training stays in the parent)."""
+    import pandas as pd
+
+    from fraud.evaluation.thresholds import Thresholds
+    from monitoring import reference as reference_module
+
+    started = time.perf_counter()
+    settings = load_settings()
+    thresholds = Thresholds.from_dict(json.loads((folder / "reference" / "thresholds.json").read_text()))
+    reference = reference_module.from_frames(
+        "bench",
+        pd.read_parquet(folder / "reference" / "sample.parquet"),
+        pd.read_parquet(folder / "reference" / "scores.parquet"),
+        thresholds,
+    )
+    mark = time.perf_counter()
+    frame = read_log(settings, since, until, columns=CHAIN_COLUMNS)
+    timings: dict[str, Any] = {"rows": len(frame), "read_log_s": round(time.perf_counter() - mark, 2)}
+    if engine == "ours":
+        from monitoring import daily_report
+        from monitoring.drift import DriftConfig, detect
+
+        mark = time.perf_counter()
+        result = detect(frame, reference, DriftConfig())
+        timings["drift_s"] = round(time.perf_counter() - mark, 2)
+        mark = time.perf_counter()
+        report = daily_report.build(until.date(), frame, drift=result)
+        daily_report.write(report, folder / "reports")
+        timings["report_s"] = round(time.perf_counter() - mark, 2)
+        timings["drift"] = result.drift
+        timings["tests"] = result.tests
+    else:
+        from monitoring.evidently_report import run_report, save_report, verdict
+
+        mark = time.perf_counter()
+        snapshot = run_report(reference.sample, frame)
+        found = verdict(snapshot)
+        save_report(snapshot, folder / "evidently.html")
+        timings["evidently_s"] = round(time.perf_counter() - mark, 2)
+        timings["evidently_dataset_drift"] = found.dataset_drift
+    timings["in_process_s"] = round(time.perf_counter() - started, 2)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    timings["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 1)
+    timings["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+    return timings
+
+
+def run_chain_child(engine: str, settings: Settings, since: datetime, until: datetime, folder: Path) -> dict[str, Any]:
+    """`chain_child` in a fresh process (imports included in its wall time)."""
+    env = {**os.environ, **settings.server_env(), "FRAUD_MONITOR_LOG_BUCKET": settings.monitor_log_bucket}
+    command = [
+        sys.executable, "-m", "benchmarks.collector", "chain-child", "--engine", engine, "--since", since.isoformat(),
+        "--until", until.isoformat(), "--workdir", str(folder),
+    ]  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{engine} child failed: {done.stderr[-2000:]}")
+    measured: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    measured["process_wall_s"] = round(wall, 2)
+    return measured
+
+
 # --- entry point -------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["all", "throughput", "crash", "volume", "trivial-server"])
+    parser.add_argument("command", choices=["all", "throughput", "crash", "volume", "trivial-server", "chain-child"])
+    parser.add_argument("--engine", choices=("ours", "evidently"), default="ours", help="chain-child: what to run")
+    parser.add_argument("--since", help="chain-child: window start (ISO)")
+    parser.add_argument("--until", help="chain-child: window end (ISO)")
     parser.add_argument("--seconds", type=float, default=20.0, help="throughput: measured seconds")
     parser.add_argument("--connections", type=int, default=64, help="keep-alive connections of the sender")
     parser.add_argument("--events", type=int, default=60_000, help="crash: events to send (half requests)")
@@ -398,6 +525,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "trivial-server":
         trivial_server(args.port)
+        return 0
+    if args.command == "chain-child":
+        since, until = datetime.fromisoformat(args.since), datetime.fromisoformat(args.until)
+        print(json.dumps(chain_child(args.engine, since, until, args.workdir)))
         return 0
     results: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:

@@ -7,6 +7,7 @@ the S3 endpoint and keys); the flags override the address and the log directory.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides["collector_wal_dir"] = args.wal_dir
         settings = load_settings(**overrides)
         collector = Collector(settings, ObjectStore.from_settings(settings))
+        gc.freeze()  # what the imports made lives as long as the process: later collections need not walk it
         host, port = args.host or settings.stack_host, args.port or settings.collector_port
         uvloop.run(serve(collector, host, port, settings.collector_max_event_bytes))
     except FraudError as exc:

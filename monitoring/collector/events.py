@@ -16,6 +16,7 @@ from typing import Final
 import msgspec
 
 from monitoring.collector.payloads import UnparseableBodyError, decode_request, decode_response
+from monitoring.collector.wal import GROUP_MARK
 
 REQUEST_TYPE: Final = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE: Final = "org.kubeflow.serving.inference.response"
@@ -49,10 +50,13 @@ class Envelope(msgspec.Struct, array_like=True, gc=False):
     endpoint: str | None
     status: int | None
     body: bytes
+    key: int = 0
+    """`dedup_key` of (id, kind), kept so a replay need not hash every event again (0: not kept, compute it)."""
 
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
 _DECODER: Final = msgspec.msgpack.Decoder(Envelope)
+_GROUP_DECODER: Final = msgspec.msgpack.Decoder(list[Envelope])
 
 
 def encode(envelope: Envelope) -> bytes:
@@ -61,6 +65,14 @@ def encode(envelope: Envelope) -> bytes:
 
 def decode(payload: bytes) -> Envelope:
     return _DECODER.decode(payload)
+
+
+def decode_group(record: bytes) -> list[Envelope]:
+    """The envelopes of one write-ahead record: a group (`monitoring.collector.wal.group_record`) or, as an
+    earlier collector wrote them, a single envelope."""
+    if record[:1] == bytes((GROUP_MARK,)):
+        return _GROUP_DECODER.decode(record)
+    return [_DECODER.decode(record)]
 
 
 class BadEventError(ValueError):

@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from operator import attrgetter
+from datetime import UTC, datetime
+from itertools import repeat
 from typing import Annotated, Any, Final
 
 import msgspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -66,9 +67,12 @@ _COERCE: Final = {
 """Per kept field, how a sent value becomes a table value (anything of the wrong kind becomes null)."""
 
 
-@dataclass
-class Pair:
-    """A request and/or its response (same ce-id)."""
+class Pair(msgspec.Struct, gc=False):
+    """A request and/or its response (same ce-id).
+
+    Not tracked by the garbage collector (it only points at envelopes, which point at nothing): a replay holds
+    a million of them, and tracked objects make every collection walk them all.
+    """
 
     request: Envelope | None
     response: Envelope | None
@@ -274,13 +278,17 @@ class _TypedResponse(msgspec.Struct, gc=False):
 
 _TYPED_REQUEST: Final = msgspec.json.Decoder(_TypedRequest)
 _TYPED_RESPONSE: Final = msgspec.json.Decoder(_TypedResponse)
-_TXN_GETTERS: Final = [(name, attrgetter(name)) for name in TRANSACTION_COLUMNS]
+_TYPED_REQUESTS: Final = msgspec.json.Decoder(list[_TypedRequest])
+_TYPED_RESPONSES: Final = msgspec.json.Decoder(list[_TypedResponse])
+_TXN_FIELDS: Final = _TypedTransaction.__struct_fields__
+Typed = tuple[list[_TypedTransaction], list[_TypedPrediction]]
 
 
-def _typed(pair: Pair) -> tuple[list[_TypedTransaction], list[_TypedPrediction]] | None:
+def _typed(pair: Pair) -> Typed | None:
     """Both halves of a V1 call, strictly typed, with one prediction per instance; else None (general path)."""
-    if pair.request is None or pair.response is None or pair.response.status not in (None, 200):
+    if not _candidate(pair):
         return None
+    assert pair.request is not None and pair.response is not None
     try:
         txns = _TYPED_REQUEST.decode(pair.request.body).instances
         preds = _TYPED_RESPONSE.decode(pair.response.body).predictions
@@ -291,58 +299,128 @@ def _typed(pair: Pair) -> tuple[list[_TypedTransaction], list[_TypedPrediction]]
     return txns, preds
 
 
-def _typed_table(pairs: list[Pair], decoded: list[tuple[list[_TypedTransaction], list[_TypedPrediction]]]) -> pa.Table:
-    """The rows of matched V1 pairs, built a column at a time."""
-    owner: list[int] = []
-    index: list[int] = []
-    txns: list[_TypedTransaction] = []
-    preds: list[_TypedPrediction] = []
-    for k, (pair_txns, pair_preds) in enumerate(decoded):
-        owner.extend([k] * len(pair_txns))
-        index.extend(range(len(pair_txns)))
-        txns.extend(pair_txns)
-        preds.extend(pair_preds)
+def _candidate(pair: Pair) -> bool:
+    return pair.request is not None and pair.response is not None and pair.response.status in (None, 200)
+
+
+def _decode_all(decoder: msgspec.json.Decoder[list[Any]], bodies: list[bytes]) -> list[Any] | None:
+    """Many JSON bodies in one decoder call (as one JSON array); None if any of them does not fit."""
+    try:
+        decoded = decoder.decode(b"[" + b",".join(bodies) + b"]")
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    return decoded if len(decoded) == len(bodies) else None  # (a body holding "a, b" would shift the rest)
+
+
+def _split_typed(pairs: list[Pair]) -> tuple[list[Pair], list[Typed], list[Pair]]:
+    """(pairs for the columnar path, their decoded halves, the rest for the general path).
+
+    All bodies of a flush are decoded in two calls; if one of them does not fit the strict types, the flush
+    falls back to one decode per pair (so one odd event costs its flush time, never correctness).
+    """
+    candidates = [pair for pair in pairs if _candidate(pair)]
+    requests = _decode_all(_TYPED_REQUESTS, [pair.request.body for pair in candidates])  # type: ignore[union-attr]
+    responses = (
+        None if requests is None else _decode_all(_TYPED_RESPONSES, [pair.response.body for pair in candidates])  # type: ignore[union-attr]
+    )
+    typed_pairs: list[Pair] = []
+    typed: list[Typed] = []
+    rest: list[Pair] = []
+    if requests is None or responses is None:
+        for pair in pairs:
+            decoded = _typed(pair)
+            if decoded is None:
+                rest.append(pair)
+            else:
+                typed_pairs.append(pair)
+                typed.append(decoded)
+        return typed_pairs, typed, rest
+    rest = [pair for pair in pairs if not _candidate(pair)]
+    for pair, request, response in zip(candidates, requests, responses, strict=True):
+        txns, preds = request.instances, response.predictions
+        if not txns or len(txns) != len(preds):
+            rest.append(pair)
+        else:
+            typed_pairs.append(pair)
+            typed.append((txns, preds))
+    return typed_pairs, typed, rest
+
+
+def _event_times(envelopes: list[Envelope]) -> pa.Array:
+    """Each event's own time (ce-time when it parses, else its receive time), seconds since the epoch.
+
+    RFC 3339 times (what a payload logger sends) are parsed by Arrow in one call; anything else one at a time.
+    """
+    received = pa.array([e.received_at for e in envelopes], pa.float64())
+    sent = pa.array([e.time for e in envelopes], pa.string())
+    if sent.null_count == len(sent):
+        return received
+    try:
+        parsed = pc.cast(sent, pa.timestamp("us", tz="UTC"))
+    except pa.ArrowInvalid:
+        return pa.array([_event_time(e) for e in envelopes], pa.float64())
+    seconds = pc.divide(pc.cast(pc.cast(parsed, pa.timestamp("us")), pa.int64()), 1e6)
+    return pc.coalesce(seconds, received)
+
+
+def _typed_table(pairs: list[Pair], decoded: list[Typed]) -> pa.Table:
+    """The rows of matched V1 pairs, built a column at a time (a pair gives one row per transaction)."""
     requests = [pair.request for pair in pairs]
     responses = [pair.response for pair in pairs]
     assert all(r is not None for r in requests) and all(r is not None for r in responses)
-    latency = [(_event_time(resp) - _event_time(req)) * 1000.0 for req, resp in zip(requests, responses, strict=True)]  # type: ignore[arg-type]
-    arm = [ARMS.get(r.endpoint or "", r.endpoint) or r.component or r.source for r in requests]  # type: ignore[union-attr]
-    per_pair: dict[str, list[Any]] = {
-        "request_id": [r.id for r in requests],  # type: ignore[union-attr]
-        "received_at": [int(r.received_at * 1000) for r in requests],  # type: ignore[union-attr]
-        "model_name": [r.model_name for r in requests],  # type: ignore[union-attr]
-        "arm": arm,
-        "endpoint": [r.endpoint for r in requests],  # type: ignore[union-attr]
-        "status": [r.status or 200 for r in responses],  # type: ignore[union-attr]
+    counts = np.fromiter((len(txns) for txns, _ in decoded), dtype=np.int64, count=len(decoded))
+    txns = [txn for pair_txns, _ in decoded for txn in pair_txns]
+    preds = [pred for _, pair_preds in decoded for pred in pair_preds]
+    latency = pc.multiply(pc.subtract(_event_times(responses), _event_times(requests)), 1000.0)  # type: ignore[arg-type]
+    per_pair: dict[str, Any] = {
+        "request_id": pa.array([r.id for r in requests], pa.string()),  # type: ignore[union-attr]
+        "received_at": pa.array([int(r.received_at * 1000) for r in requests], pa.int64()),  # type: ignore[union-attr]
+        "model_name": pa.array([r.model_name for r in requests], pa.string()),  # type: ignore[union-attr]
+        "arm": pa.array(
+            [ARMS.get(r.endpoint or "", r.endpoint) or r.component or r.source for r in requests],  # type: ignore[union-attr]
+            pa.string(),
+        ),
+        "endpoint": pa.array([r.endpoint for r in requests], pa.string()),  # type: ignore[union-attr]
+        "status": pa.array([r.status or 200 for r in responses], pa.int32()),  # type: ignore[union-attr]
         "latency_ms": latency,
     }
-    columns: dict[str, Any] = {name: [values[k] for k in owner] for name, values in per_pair.items()}
-    columns["row"] = index
+    if bool((counts == 1).all()):  # one transaction per call, the usual case
+        columns = per_pair
+        columns["row"] = np.zeros(len(txns), dtype=np.int32)
+    else:
+        owner = pa.array(np.repeat(np.arange(len(counts)), counts))
+        columns = {name: values.take(owner) for name, values in per_pair.items()}
+        starts = np.repeat(np.cumsum(counts) - counts, counts)
+        columns["row"] = (np.arange(len(txns)) - starts).astype(np.int32)
     columns["model_version"] = [p.model_version or UNKNOWN_VERSION for p in preds]
-    columns["protocol"] = ["v1"] * len(txns)
-    for name, get in _TXN_GETTERS:
-        columns[name] = [get(t) for t in txns]
+    columns["protocol"] = pa.array(["v1"], pa.string()).take(pa.array(np.zeros(len(txns), dtype=np.int64)))
+    by_field = zip(*[msgspec.structs.astuple(txn) for txn in txns], strict=True) if txns else repeat([])
+    columns.update(zip(_TXN_FIELDS, by_field, strict=False))
     columns["score"] = [p.fraud_probability for p in preds]
     columns["decision"] = [p.decision for p in preds]
     columns["reasons"] = [bytes(p.reasons).decode() for p in preds]
-    columns["matched"] = [True] * len(txns)
-    return pa.table({field.name: pa.array(columns[field.name], field.type) for field in LOG_SCHEMA}, schema=LOG_SCHEMA)
+    columns["matched"] = np.ones(len(txns), dtype=np.bool_)
+    arrays = {}
+    for field in LOG_SCHEMA:
+        values = columns[field.name]
+        arrays[field.name] = (
+            values.cast(field.type) if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values, field.type)
+        )
+    return pa.table(arrays, schema=LOG_SCHEMA)
 
 
 def _partitions(table: pa.Table) -> dict[str, pa.Table]:
     """Split rows by (day of received_at, model version) into tables keyed by their partition prefix."""
-    days = pc.strftime(table.column("received_at"), format="%Y-%m-%d").to_pylist()
-    versions = table.column("model_version").to_pylist()
-    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for i, key in enumerate(zip(days, versions, strict=True)):
-        groups[key].append(i)
-    if len(groups) == 1:
-        ((day, version),) = groups
-        return {partition_prefix(date.fromisoformat(day), version): table}
-    return {
-        partition_prefix(date.fromisoformat(day), version): table.take(pa.array(rows, pa.int64()))
-        for (day, version), rows in groups.items()
-    }
+    days = pc.cast(table.column("received_at"), pa.date32())
+    versions = table.column("model_version")
+    keys = pa.table({"day": days, "version": versions}).group_by(["day", "version"]).aggregate([])
+    if keys.num_rows == 1:
+        return {partition_prefix(keys.column("day")[0].as_py(), keys.column("version")[0].as_py()): table}
+    out: dict[str, pa.Table] = {}
+    for day, version in zip(keys.column("day").to_pylist(), keys.column("version").to_pylist(), strict=True):
+        mask = pc.and_(pc.equal(days, pa.scalar(day, pa.date32())), pc.equal(versions, version))
+        out[partition_prefix(day, version)] = table.filter(mask)
+    return out
 
 
 def log_tables(pairs: list[Pair]) -> dict[str, pa.Table]:
@@ -351,16 +429,10 @@ def log_tables(pairs: list[Pair]) -> dict[str, pa.Table]:
     Matched V1 calls with well-typed bodies (nearly all traffic) take a columnar path; the rest (V2, unmatched
     halves, odd values) the general one, which keeps anything of the wrong kind as a null.
     """
-    typed_pairs: list[Pair] = []
-    typed: list[tuple[list[_TypedTransaction], list[_TypedPrediction]]] = []
+    typed_pairs, typed, rest = _split_typed(pairs)
     out: dict[tuple[str, str], _Columns] = {}
-    for pair in pairs:
-        decoded = _typed(pair)
-        if decoded is None:
-            _add_pair(out, pair)
-        else:
-            typed_pairs.append(pair)
-            typed.append(decoded)
+    for pair in rest:
+        _add_pair(out, pair)
     parts: dict[str, list[pa.Table]] = defaultdict(list)
     if typed:
         for prefix, table in _partitions(_typed_table(typed_pairs, typed)).items():

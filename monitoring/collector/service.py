@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import gc
 import io
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -187,6 +188,7 @@ class Collector:
             m.unavailable += 1
             return _error(503, "collector backlog full (object store unreachable?); send it again later")
         envelope.seq = self._take_seq()
+        envelope.key = key
         logged = _Logged(envelope, key, [answer])
         self._inflight[key] = logged
         self.wal.append(envelope.seq, events.encode(envelope), logged)
@@ -425,7 +427,9 @@ class Collector:
         objects: dict[str, bytes] = {}
         rows = 0
         name = f"part-{self.writer_id}-{flush:012d}.parquet"
-        for prefix, table in {**log_tables(pairs), **label_tables(posts)}.items():
+        with _garbage_collection_paused():
+            tables = {**log_tables(pairs), **label_tables(posts)}
+        for prefix, table in tables.items():
             sink = io.BytesIO()
             pq.write_table(table, sink, compression="zstd")
             objects[prefix + name] = sink.getvalue()
@@ -486,29 +490,32 @@ class Collector:
         self.keys.load()
         segments = list_segments(self.directory)
         last_seq = -1
+        flush_rows = self.settings.collector_flush_rows
         for segment in segments:
             self._track_segment(segment.id)
             last_seq = max(last_seq, segment.id - 1)
-            records, torn = await asyncio.to_thread(read_segment, segment.path)
+            envelopes, torn = await asyncio.to_thread(_read_envelopes, segment.path)
             if torn:
                 log.warning("write-ahead segment %s ends in a torn record (never acknowledged)", segment.path.name)
-            for payload in records:
-                envelope = events.decode(payload)
-                last_seq = max(last_seq, envelope.seq)
+            last_seq = max(last_seq, max((e.seq for e in envelopes), default=-1))
+            segment_keys = self._segment_keys[segment.id]
+            remember = self.keys.add
+            for envelope in envelopes:
                 if envelope.kind != Kind.LABELS:
-                    key = events.dedup_key(envelope.id, envelope.kind)
-                    self.keys.add(key)
-                    self._segment_keys[segment.id].append(key)
-                if envelope.seq in committed:
+                    key = envelope.key or events.dedup_key(envelope.id, envelope.kind)
+                    remember(key)
+                    segment_keys.append(key)
+                seq = envelope.seq
+                if seq in committed:
                     continue
                 self._outstanding[segment.id] += 1
                 self.recovered_events += 1
-                flush = redo_of.get(envelope.seq)
+                flush = redo_of.get(seq)
                 if flush is not None:
                     redo[flush].append(envelope)
                     continue
                 self._place(envelope)
-                if len(self._ready) >= self.settings.collector_flush_rows:
+                if len(self._ready) >= flush_rows:
                     await self.flush(unmatched=False)
         self._next_seq = last_seq + 1
         for flush, envelopes in redo.items():
@@ -516,6 +523,26 @@ class Collector:
             await self._write_flush(
                 flush, _pairs(envelopes), [e for e in envelopes if e.kind == Kind.LABELS], state.open_intents[flush]
             )
+
+
+@contextlib.contextmanager
+def _garbage_collection_paused() -> Iterator[None]:
+    """Building a flush makes several short-lived containers per row (decoded bodies, column lists); collection
+    passes triggered in the middle walk them all, measured at a third of the build's CPU. Flushes are built one
+    at a time (under the flush lock), so pausing the collector for one build is safe."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _read_envelopes(path: Path) -> tuple[list[Envelope], bool]:
+    """A segment's envelopes in log order, and whether it ended in a torn (never acknowledged) record."""
+    records, torn = read_segment(path)
+    return [envelope for record in records for envelope in events.decode_group(record)], torn
 
 
 def _pairs(envelopes: list[Envelope]) -> list[Pair]:

@@ -13,7 +13,7 @@ import orjson
 import pandas as pd
 
 from fraud.store import ObjectStore, S3Uri
-from monitoring.inference_log import read_log
+from monitoring.inference_log import JOIN_COLUMNS, read_log
 
 from .conftest import Harness
 
@@ -88,11 +88,13 @@ def test_events_are_joined_into_one_row_per_transaction_partitioned_by_day_and_v
         assert c.send(rid, "response", v1_response(n)).status_code == 200
     assert c.send("happy-v2", "request", v2_request(100, 101, 102), ce_endpoint="canary").status_code == 200
     assert c.send("happy-v2", "response", v2_response(100, 101, 102)).status_code == 200
+    assert c.send("happy-batch", "request", v1_request(50, 51, 52)).status_code == 200
+    assert c.send("happy-batch", "response", v1_response(50, 51, 52)).status_code == 200
     c.flush()
 
     frame = logged(c)
     mine = frame[frame["request_id"].str.startswith("happy-")].set_index(["request_id", "row"]).sort_index()
-    assert len(mine) == 23 and mine.index.is_unique
+    assert len(mine) == 26 and mine.index.is_unique
     assert mine["matched"].all()
     first = mine.loc[[("happy-v1-0", 0)]].iloc[0]
     assert first["type"] == "TRANSFER" and first["amount"] == 100.0 and first["nameOrig"] == "C0"
@@ -103,6 +105,12 @@ def test_events_are_joined_into_one_row_per_transaction_partitioned_by_day_and_v
     v2 = mine.loc["happy-v2"]
     assert list(v2["amount"]) == [200.0, 201.0, 202.0] and list(v2["step"]) == [101, 102, 103]
     assert set(v2["model_version"]) == {"4"} and set(v2["protocol"]) == {"v2"} and set(v2["arm"]) == {"challenger"}
+    batch = mine.loc["happy-batch"]  # one V1 call of three transactions: three rows, in the order sent
+    assert list(batch.index) == [0, 1, 2] and list(batch["amount"]) == [150.0, 151.0, 152.0]
+    assert list(batch["score"]) == [0.5, 0.51, 0.52] and set(batch["arm"]) == {"champion"}
+
+    subset = read_log(c.settings, *window(), columns=["amount"])  # only what a reader asks for (and the join's)
+    assert set(subset.columns) == {"amount", *JOIN_COLUMNS} and len(subset) == len(frame)
 
     assert set(logged(c, version="4")["request_id"]) == {"happy-v2"}
     store = ObjectStore.from_settings(c.settings)
