@@ -410,7 +410,8 @@ names or the request ids, which are most of a million rows' bytes and reading ti
 
 
 class TreeMemory:
-    """Peak of the summed RSS of this process and all its descendants, sampled every 0.2 s in a thread."""
+    """Peak of the summed RSS of this process's descendants (the servers and measured children it starts, not
+    the harness itself, which may hold a benchmark's training data), sampled every 0.2 s in a thread."""
 
     def __init__(self) -> None:
         import threading
@@ -428,9 +429,8 @@ class TreeMemory:
         self._thread.join()
 
     def sample(self) -> float:
-        me = psutil.Process()
         total = 0
-        for process in [me, *me.children(recursive=True)]:
+        for process in psutil.Process().children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 total += process.memory_info().rss
         self.peak_mb = max(self.peak_mb, total / 2**20)

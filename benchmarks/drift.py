@@ -372,7 +372,7 @@ def chain(rows: int, cache: Path, workdir: Path) -> dict[str, Any]:
     """Log `rows` predictions through the collector into a private store, then time both engines on them.
 
     The measured processes are `benchmarks.collector`'s (`chain_child`: it imports only what the work needs); the
-    peak is the summed RSS of this process and every descendant (collector, SeaweedFS, the measured child)."""
+    peak is the summed RSS of every process this one started (SeaweedFS, the collector, the measured child)."""
     from benchmarks.collector import TreeMemory, private_store, run_chain_child, volume_chain
 
     world = build_world(1_000_000, cache)
