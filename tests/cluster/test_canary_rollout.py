@@ -98,6 +98,15 @@ def deployments(cluster: Cluster, namespace: str) -> dict[str, Any]:
     return {d.metadata.name: d for d in client.AppsV1Api(cluster.api).list_namespaced_deployment(namespace).items}
 
 
+def route_backends(cluster: Cluster, namespace: str) -> set[str]:
+    """The Services the InferenceService's top-level HTTPRoute sends traffic to (KServe writes it once the predictors
+    are ready; kwok reports their pods Ready)."""
+    route = client.CustomObjectsApi(cluster.api).get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", namespace, "httproutes", ISVC
+    )
+    return {ref["name"] for rule in route["spec"]["rules"] for ref in rule.get("backendRefs", [])}
+
+
 def canary_status_is(cluster: Cluster, namespace: str, weight: int) -> bool:
     """KServe's status reports the one canary at this traffic percent."""
     statuses = get_isvc(cluster, namespace).get("status", {}).get("canaryStatuses") or []
@@ -204,6 +213,7 @@ def test_controller_promotes_then_rolls_back_the_next_canary(
         "the stable Deployment with the promoted storage URI",
     )
     assert_metrics_reachable_by_name(cluster, runtime, get_isvc(cluster, namespace))
+    wait_for(lambda: route_backends(cluster, namespace) == {promoted}, "the route to send everything to the promoted")
     # The registry moved first: champion -> 3, previous -> 2, version 3 tagged promoted.
     mlflow = connect(registry)
     champion = version_by_alias(mlflow, registry.model_name, CHAMPION)
@@ -237,6 +247,7 @@ def test_controller_promotes_then_rolls_back_the_next_canary(
     assert spec["predictor"] == stable_before
     wait_for(lambda: candidate not in deployments(cluster, namespace), "KServe to delete the rolled-back canary")
     assert deployments(cluster, namespace)[promoted].spec.template.metadata.annotations[source] == canary_uri
+    assert route_backends(cluster, namespace) == {promoted}
     champion = version_by_alias(mlflow, registry.model_name, CHAMPION)
     assert champion is not None and str(champion.version) == "3"
     assert mlflow.get_model_version(registry.model_name, "4").tags["canary_outcome"] == "rolled_back"
