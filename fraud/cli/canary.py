@@ -196,7 +196,7 @@ def wait(
                 err_console.print(f"  {state.phase} at {state.weight} %", highlight=False)
                 last = now
             spinner.update(f"{state.phase} at {state.weight} %: {state.step_requests:,} requests in this step")
-            if state.terminal:
+            if state.settled:  # promoted or rolled back, and registry and routing already say so
                 break
             if time.monotonic() > deadline:
                 err_console.print(f"[yellow]still {state.phase} after {timeout:g} s[/]: see `fraudctl canary status`")

@@ -257,6 +257,15 @@ class RolloutState:
         return self.phase in TERMINAL
 
     @property
+    def settled(self) -> bool:
+        """Terminal *and* its last action applied: registry and routing now say what the phase says.
+
+        A terminal state is persisted before its promotion or rollback is applied (crash safety), so whoever
+        reports an outcome to a person or checks the registry waits for this, not for `terminal`.
+        """
+        return self.terminal and self.pending_action is None
+
+    @property
     def shadow(self) -> bool:
         """Whether the challenger now scores mirrored traffic (the phase, or the phase a pause came from)."""
         return (self.paused_from if self.phase is Phase.PAUSED else self.phase) is Phase.SHADOW
