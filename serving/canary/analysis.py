@@ -24,7 +24,10 @@ always valid.
 A check *fails* when its always-valid p-value reaches its alpha; it then stays failed. It *passes* when it has
 at least ``min_samples`` challenger observations in the current mode and has not failed: "no harm found with
 this much evidence", with the always-valid interval showing how much harm the evidence can still hide. It is
-*inconclusive* below that sample.
+*inconclusive* below that sample. In shadow, where both models score every transaction, blocks and reviews
+also need the power to have caught ``shadow_detectable_ratio`` times the champion's odds before they pass, so a
+broken threshold at a fraud-scale rate (0.04 % -> 0.16 % blocks) is caught there, not left to the small arms
+of the first weighted steps.
 """
 
 from __future__ import annotations
@@ -60,6 +63,10 @@ RARE_EVENT_CHECKS: Final[frozenset[str]] = frozenset({"errors", "blocks", "revie
 evidence could have detected (``details["detectable_ratio"]``)."""
 
 
+SHADOW_POWER_CHECKS: Final[frozenset[str]] = frozenset({"blocks", "reviews"})
+"""Checks that pass in shadow only once their paired evidence has the power ``shadow_detectable_ratio`` asks."""
+
+
 class CheckStatus(StrEnum):
     PASS = "pass"  # noqa: S105 -- a verdict, not a password
     FAIL = "fail"
@@ -77,6 +84,13 @@ class AnalysisConfig:
     """Overall chance of failing a challenger that is no worse than the champion, across checks and looks."""
     min_samples: int = 100
     """Challenger observations a check needs in the current mode before it can pass."""
+    shadow_detectable_ratio: float = 2.5
+    """In shadow, the block and review checks pass only once their paired evidence could have caught this many
+    times the champion's odds (`OddsRatioEvidence.detectable_ratio`, rounded down to the grid: 2.38), so shadow,
+    where both models score every transaction, lasts until a broken threshold at a fraud-scale rate would almost
+    surely have shown: 8 champion blocks, ~20,000 requests at 0.04 % blocks, ~4,000 at 0.2 %. Set to 4, a 4x
+    change (0.04 -> 0.16 %) would be caught at about even odds in shadow; at 2.5, 98 % of the time
+    (`benchmarks/canary_analysis.py` measures it)."""
     error_tolerance: float = 2**0.5
     """Largest harmless odds ratio of a request failing, challenger vs champion: +41 %."""
     decision_tolerance: float = 2**0.25
@@ -113,6 +127,11 @@ class AnalysisConfig:
         for name in ("error_tolerance", "decision_tolerance", "score_tolerance", "sample_ratio_tolerance"):
             if getattr(self, name) < 1.0:
                 raise ValueError(f"{name}: {getattr(self, name)} must be >= 1 (an odds ratio no worse than equal)")
+        if self.shadow_detectable_ratio <= self.decision_tolerance:
+            raise ValueError(
+                f"shadow_detectable_ratio: {self.shadow_detectable_ratio} must exceed decision_tolerance "
+                f"{self.decision_tolerance} (a harm within the tolerance is never detected)"
+            )
         for q in (*self.score_quantiles, self.latency_quantile):
             if not 0.0 < q < 1.0:
                 raise ValueError(f"quantile {q} must lie strictly between 0 and 1")
@@ -529,21 +548,36 @@ def _odds_result(
     p_value = state.p_values.get(name)
     low, high = evidence.confidence_sequence(alpha)
     n = evidence.challenger_exposure
+    detectable = None
+    if name in RARE_EVENT_CHECKS and evidence.windows:
+        # Rare events: how large a harm this much evidence could have shown, so a pass is read for what it is.
+        detectable = evidence.detectable_ratio(alpha, tolerance, paired=mode == "paired")
+    # Shadow pairs every transaction, the cheapest evidence there is: decisions stay there until it has power.
+    underpowered = (
+        mode == "paired"
+        and name in SHADOW_POWER_CHECKS
+        and (detectable is None or detectable > config.shadow_detectable_ratio * (1 + 1e-9))
+    )
     if p_value is not None and p_value <= alpha:
         status = CheckStatus.FAIL
         reason = (
             f"{what} is worse than the champion's beyond the tolerance (always-valid p={p_value:.2g} <= {alpha:.2g})"
         )
-    elif n >= config.min_samples:
+    elif n >= config.min_samples and not underpowered:
         status = CheckStatus.PASS
         reason = f"no harm found on {n} challenger observations ({mode}); the interval bounds what could hide"
+    elif n >= config.min_samples:
+        status = CheckStatus.INCONCLUSIVE
+        could = "no increase at all" if detectable is None else f"{detectable:.3g}x the champion's odds"
+        reason = (
+            f"{n} paired transactions could catch {could} so far; shadow goes on until they could catch "
+            f"{config.shadow_detectable_ratio:g}x (shadow_detectable_ratio)"
+        )
     else:
         status = CheckStatus.INCONCLUSIVE
         reason = f"{n} challenger observations ({mode}) so far, {config.min_samples} needed"
     details = dict(state.last_details.get(name, {}))
     if name in RARE_EVENT_CHECKS and evidence.windows:
-        # Rare events: say how large a harm this much evidence could have shown, so a pass is read for what it is.
-        detectable = evidence.detectable_ratio(alpha, tolerance, paired=mode == "paired")
         details["detectable_ratio"] = detectable
         if status is CheckStatus.PASS:
             reason += (

@@ -181,6 +181,8 @@ def test_config_refuses_bad_values_and_round_trips() -> None:
         AnalysisConfig(alpha=0.0)
     with pytest.raises(ValueError, match="decision_tolerance"):
         AnalysisConfig(decision_tolerance=0.5)
+    with pytest.raises(ValueError, match="shadow_detectable_ratio"):
+        AnalysisConfig(shadow_detectable_ratio=1.1)
     with pytest.raises(ValueError, match="unknown field"):
         AnalysisConfig.from_dict({"alhpa": 0.1})
     assert AnalysisConfig.from_dict(CONFIG.to_dict()) == CONFIG

@@ -19,10 +19,13 @@ from serving.canary.rollout import (
     reconcile,
     start,
 )
-from serving.canary.simulation import SCENARIOS, TrafficSimulator, simulate_rollout
+from serving.canary.simulation import SCENARIOS, Traffic, TrafficSimulator, simulate_rollout
 
 T0 = 1_700_000_000.0
 SPEC = RolloutSpec(champion_version="3", challenger_version="4", min_requests=2000, min_seconds=30.0)
+COMMON_BLOCKS = Traffic(block_rate=0.003)
+"""0.3 % blocks: shadow gains its power on the block check within ~3,000 requests (at 0.04 %, ~20,000), for
+tests about the steps rather than about how long shadow lasts."""
 
 
 def _drive(
@@ -99,7 +102,7 @@ def test_higher_scores_are_rolled_back_before_promotion_without_shadow() -> None
 
 
 def test_a_step_waits_for_both_its_requests_and_its_time() -> None:
-    simulator = TrafficSimulator(*SCENARIOS["same_model"], seed=4)
+    simulator = TrafficSimulator(*SCENARIOS["same_model"], COMMON_BLOCKS, seed=4)
     slow = RolloutSpec("3", "4", min_requests=10_000, min_seconds=10.0)
     state, _ = start(slow, T0)
     state, _, _ = _drive(applied(state), simulator, 9, T0)
@@ -149,7 +152,7 @@ def test_a_failed_check_rolls_back_even_while_paused() -> None:
 def test_label_gate_never_promotes_without_labels() -> None:
     spec = RolloutSpec("3", "4", label_gate=True, min_requests=1000, min_seconds=0.0, max_inconclusive_seconds=100.0)
     state = applied(start(spec, T0)[0])
-    state, _, actions = _drive(state, TrafficSimulator(*SCENARIOS["same_model"], seed=6), 80, T0)
+    state, _, actions = _drive(state, TrafficSimulator(*SCENARIOS["same_model"], COMMON_BLOCKS, seed=6), 80, T0)
     assert state.phase is Phase.PAUSED
     assert state.weight == 50, "every step passed; only the promotion waits for labels"
     assert state.reason is not None and "labels" in state.reason
@@ -238,7 +241,7 @@ def test_windows_from_before_the_step_are_ignored_and_mismatched_ones_refused() 
 
 
 def test_state_round_trips_through_json_mid_rollout_and_continues_identically() -> None:
-    simulator = TrafficSimulator(*SCENARIOS["equal_quality"], seed=8)
+    simulator = TrafficSimulator(*SCENARIOS["equal_quality"], COMMON_BLOCKS, seed=8)
     state = applied(start(SPEC, T0)[0])
     state, now, _ = _drive(state, simulator, 8, T0)
     assert state.phase is Phase.PROGRESSING
@@ -280,3 +283,22 @@ def test_shadow_operational_off_ignores_shadow_latency_and_judges_it_in_the_step
     assert result.state.phase is Phase.ROLLED_BACK
     assert [t.weight for t in result.state.history] == [0, 5, 0]
     assert result.state.checks["latency"]["status"] == "fail"
+
+
+def test_shadow_lasts_until_the_block_check_could_catch_the_configured_ratio() -> None:
+    """At 0.04 % blocks, 1,000 requests hold ~0.4 champion blocks: shadow goes on past ``min_requests`` until the
+    paired evidence could have caught ``shadow_detectable_ratio`` x the champion's block odds, then moves on."""
+    spec = RolloutSpec("3", "4", min_requests=1000, min_seconds=0.0, max_inconclusive_seconds=1e6)
+    simulator = TrafficSimulator(*SCENARIOS["same_model"], seed=12)
+    state, now = applied(start(spec, T0)[0]), T0
+    state, now, _ = _drive(state, simulator, 2, now)
+    assert state.phase is Phase.SHADOW and state.step_requests == 2000
+    blocks = state.checks["blocks"]
+    assert blocks["status"] == "inconclusive" and "shadow_detectable_ratio" in blocks["reason"], blocks["reason"]
+    state, now, actions = _drive(state, simulator, 60, now)
+    assert actions and actions[0].weight == 5, "shadow never ended"
+    shadow_end = next(t for t in state.history if t.from_phase is Phase.SHADOW)
+    blocks = shadow_end.checks["blocks"]
+    assert blocks["status"] == "pass"
+    assert blocks["details"]["detectable_ratio"] <= spec.analysis.shadow_detectable_ratio
+    assert blocks["sample_size"]["challenger"] > 10_000, "at 0.04 % blocks the power takes ~20,000 pairs"
