@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     try:
-        predictor.wait_ready(180)
+        predictor.wait_ready(600)  # a model load takes minutes on this shared machine at load 15-20
         splitter = start_splitter(split_port, predictor.url, workdir, args.weight, args.shadow, args.server)
         for round_index in range(args.rounds):
             for path in ("direct", "splitter"):
