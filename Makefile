@@ -26,8 +26,11 @@ help: ## list the targets
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
+# --compile-bytecode: this environment sets PYTHONDONTWRITEBYTECODE=1, so without .pyc files shipped in the venv every
+# Python process (each server, pipeline step and CLI call) compiles its imports from source again: importing the
+# monitoring code and the CLI took 6.8 s of CPU before, 2.4 s after. The one-time compile costs ~1 min of CPU.
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	@touch $@
 
 venv: $(VENV)/.synced ## create or update .venv from uv.lock
