@@ -174,6 +174,9 @@ class Cell:
 
 UNLABELLED = True
 """Also judge each window without its labels (``--labels-only`` turns it off to halve the cost)."""
+EVIDENTLY_ONLY = False
+"""Run only Evidently, on the first ``--evidently-windows`` windows (the same windows as a full run's; with
+``--records``, to add Evidently's verdicts to the records of a run made without them)."""
 
 RECORDS: list[Path] = []
 """Where to append one JSON line per test of every judged window (``--records FILE``): enough to re-judge the
@@ -216,14 +219,17 @@ def _record(case: str, size: int, window: int, labels: bool, result: DriftResult
 def run_cell(
     cell: Cell, world: World, window: pd.DataFrame, config: DriftConfig, evidently: bool, case: str = ""
 ) -> None:
-    started = time.perf_counter()
-    labelled = detect(window, world.reference, config)
-    seconds = time.perf_counter() - started
-    unlabelled = detect(window.drop(columns=["isFraud"]), world.reference, config) if UNLABELLED else labelled
-    cell.add(labelled, unlabelled, seconds)
-    _record(case, len(window), cell.windows - 1, True, labelled)
-    if UNLABELLED:
-        _record(case, len(window), cell.windows - 1, False, unlabelled)
+    if EVIDENTLY_ONLY:
+        cell.windows += 1
+    else:
+        started = time.perf_counter()
+        labelled = detect(window, world.reference, config)
+        seconds = time.perf_counter() - started
+        unlabelled = detect(window.drop(columns=["isFraud"]), world.reference, config) if UNLABELLED else labelled
+        cell.add(labelled, unlabelled, seconds)
+        _record(case, len(window), cell.windows - 1, True, labelled)
+        if UNLABELLED:
+            _record(case, len(window), cell.windows - 1, False, unlabelled)
     if evidently:
         from monitoring.evidently_report import run_report, verdict
 
@@ -259,12 +265,14 @@ def false_alarms(
         month = world.scored_validation(1000 + month_index)
         rng = np.random.default_rng(month_index)
         for _ in range(per_month):
-            if index >= windows:
+            if index >= windows or (EVIDENTLY_ONLY and index >= evidently_windows):
                 break
             for size in sizes:
                 window = window_of(month, size, rng)
                 run_cell(cells[size], world, window, config, index < evidently_windows, "no drift")
             index += 1
+        if EVIDENTLY_ONLY and index >= evidently_windows:
+            break
         rates = "  ".join(f"{s:,}: {c.ours}/{c.windows}" for s, c in cells.items())
         print(
             f"  {month_index + 1}/{months} months ({time.perf_counter() - started:.0f} s)  alarms {rates}", flush=True
@@ -448,11 +456,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="Also write the numbers to this JSON file.")
     parser.add_argument("--labels-only", action="store_true", help="Judge windows with their labels only.")
     parser.add_argument(
+        "--evidently-only", action="store_true", help="Run only Evidently on the first --evidently-windows windows."
+    )
+    parser.add_argument(
         "--records", type=Path, default=None, help="Append every test of every window to this JSON-lines file."
     )
     args = parser.parse_args(argv)
-    global UNLABELLED  # noqa: PLW0603 - a run-wide switch set once from the command line
+    global UNLABELLED, EVIDENTLY_ONLY  # noqa: PLW0603 - run-wide switches set once from the command line
     UNLABELLED = not args.labels_only
+    EVIDENTLY_ONLY = args.evidently_only
     if args.records:
         args.records.parent.mkdir(parents=True, exist_ok=True)
         RECORDS.append(args.records)
