@@ -286,10 +286,13 @@ def detection(
     """Detection rate per scenario case and window size; `only` keeps cases whose name or label is listed."""
     config = DriftConfig()
     results: dict[str, Any] = {}
-    for name, params in SCENARIOS:
-        label = name + ("(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else "")
-        if only and name not in only and label not in only:
-            continue
+    cases = [
+        (name + ("(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else ""), name, params)
+        for name, params in SCENARIOS
+    ]
+    if only:  # in the order asked for
+        cases = [case for wanted in only for case in cases if wanted in (case[0], case[1])]
+    for label, name, params in cases:
         scenario = get_scenario(name, **params)
         cells = {size: Cell() for size in sizes}
         started = time.perf_counter()
@@ -426,9 +429,56 @@ def _print_table(title: str, results: dict[str, Any]) -> None:
             )
 
 
+def table_from_records(paths: Sequence[Path], alpha: float) -> dict[str, Any]:
+    """The benchmark's table from ``--records`` files (several runs' records combine; each window counts once).
+
+    ``ours`` is the recorded verdict with labels; ``ours_without_labels`` re-judges the same tests without the
+    label tests (fraud rate, frauds' amounts): Holm over the others' recorded p-values, the same floors; the
+    Evidently columns count the windows Evidently ran on (``--evidently-windows``, ``--evidently-only``).
+    """
+    from monitoring.stats import holm
+
+    frame = pd.concat([pd.read_json(path, lines=True) for path in paths if path.stat().st_size], ignore_index=True)
+    if "evidently_any" not in frame.columns:
+        frame["evidently_any"] = frame["evidently_dataset"] = None
+    keys = ["case", "size", "window"]
+    evidently = frame.loc[frame["name"] == "(evidently)"].drop_duplicates(keys)
+    tests = frame.loc[(frame["name"] != "(evidently)") & frame["labels"].astype(bool)]
+    tests = tests.drop_duplicates([*keys, "name"])
+    results: dict[str, Any] = {}
+    for (case, size), cell in tests.groupby(["case", "size"], sort=False):
+        ours = without = 0
+        columns: dict[str, int] = {}
+        for _, window in cell.groupby("window"):
+            ours += bool(window["drift"].any())
+            for name in window.loc[window["drift"].astype(bool), "name"]:
+                columns[name] = columns.get(name, 0) + 1
+            kept = window.loc[window["kind"] != "label"]
+            judged = np.maximum(kept["p_value"].to_numpy(float), kept["p_beyond"].to_numpy(float))
+            effect, floor = kept["effect"].to_numpy(float), kept["threshold"].to_numpy(float)
+            one_sided = (kept["name"].str.startswith("score_above") | (kept["name"] == "fraud_rate")).to_numpy()
+            ratio = (kept["method"] == "fisher").to_numpy()
+            beyond = np.where(ratio, (effect >= floor) | (~one_sided & (effect <= 1 / floor)), effect >= floor)
+            without += bool(((holm(judged) <= alpha) & beyond).any())
+        windows = int(cell["window"].nunique())
+        ev = evidently.loc[(evidently["case"] == case) & (evidently["size"] == size)]
+        results.setdefault(str(case), {})[str(size)] = {
+            "windows": windows,
+            "ours": ours / windows,
+            "ours_without_labels": without / windows,
+            "evidently_windows": len(ev),
+            "evidently_any_column": float(ev["evidently_any"].mean()) if len(ev) else None,
+            "evidently_dataset_drift": float(ev["evidently_dataset"].mean()) if len(ev) else None,
+            "drifted_columns": dict(sorted(columns.items(), key=lambda kv: -kv[1])),
+        }
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=("false-alarms", "detection", "retrain", "chain"), help="What to measure.")
+    parser.add_argument(
+        "mode", choices=("false-alarms", "detection", "retrain", "table", "chain"), help="What to measure."
+    )
     parser.add_argument("--rows", type=int, default=1_000_000, help="chain: logged predictions.")
     parser.add_argument("--workdir", type=Path, default=None, help="chain: working directory (default: temporary).")
     parser.add_argument("--month-rows", type=int, default=1_000_000, help="Rows of each generated month.")
@@ -459,6 +509,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--evidently-only", action="store_true", help="Run only Evidently on the first --evidently-windows windows."
     )
     parser.add_argument(
+        "--from-records", type=Path, nargs="+", default=(), help="table: the --records files of earlier runs."
+    )
+    parser.add_argument(
         "--records", type=Path, default=None, help="Append every test of every window to this JSON-lines file."
     )
     args = parser.parse_args(argv)
@@ -468,6 +521,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.records:
         args.records.parent.mkdir(parents=True, exist_ok=True)
         RECORDS.append(args.records)
+    if args.mode == "table":
+        from_records = table_from_records(args.from_records, DriftConfig().alpha)
+        _print_table(f"from {', '.join(str(p) for p in args.from_records)}", from_records)
+        print(
+            "\nours = any column drifts, labels matured in the window; no lbl = the same windows re-judged without the "
+            "label tests; ev any / ev set = Evidently DataDriftPreset defaults on the first 'ev n' windows: any column "
+            "drifted / dataset drift (half the columns)."
+        )
+        for case, by_size in from_records.items():
+            for size, cell in by_size.items():
+                if cell["drifted_columns"]:
+                    top = ", ".join(f"{k} {v}" for k, v in list(cell["drifted_columns"].items())[:5])
+                    print(f"  {case} {int(size):,}: {top}")
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"mode": "table", "results": from_records}, indent=2))
+        return 0
     if args.mode == "chain":
         import tempfile
 
