@@ -93,8 +93,7 @@ def test_open_loop_shows_queueing_that_closed_loop_hides(trivial_server: ServerF
 
     closed = run_job(_job(tmp_path, port, mode="closed", connections=1, duration=2.0))
     assert closed.failures == 0
-    assert 70 <= closed.achieved_rate <= 105
-    assert closed.latency_ms.p50 < 30
+    assert closed.achieved_rate <= 105  # one connection cannot beat the service time; how close it gets is load
     assert closed.latency_ms.p50 * 10 < overload.latency_ms.p50  # what the closed loop hides
 
 
