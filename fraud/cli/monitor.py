@@ -436,21 +436,21 @@ def submit_retraining(
 ) -> dict[str, Any]:
     """Train on the window: the same run `fraudctl pipeline run` does (or a KFP run on a cluster).
 
-    The window's steps are split forward in time (first 70 % train, next 15 % validation, last 15 % test); the
+    The window's steps are split forward in time (`monitoring.retrain.forward_split`: about 70 % train, 15 %
+    validation, 15 % test, each later block holding fraud); the
     new version is registered as ``challenger`` (tagged with the trigger's reason), where the canary rollout
     picks it up: the champion serving *before* the run is recorded, because the pipeline's offline gate may
     already move the champion alias, and the rollout must compare the new version with what served traffic.
     """
-    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from fraud.schema import ARROW_SCHEMA
+    from monitoring.retrain import forward_split
     from pipelines.runner import compile_pipeline, run_local, submit
 
     table = training_table(frame)
-    steps = table["step"].to_numpy()
-    train_end, valid_end = (int(v) for v in np.quantile(steps, [0.7, 0.85]))
+    train_end, valid_end = forward_split(table["step"].to_numpy(), table["isFraud"].to_numpy())
     folder = _state_dir(settings) / "retrain"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"window-{datetime.now(UTC):%Y%m%dT%H%M%S}.parquet"
@@ -462,7 +462,7 @@ def submit_retraining(
         "scenario": "baseline",
         "feature_set": "strict",
         "train_end_step": train_end,
-        "valid_end_step": max(valid_end, train_end + 1),
+        "valid_end_step": valid_end,
         "n_trials": trials,
         "timeout_s": 900.0,
         "families": families,

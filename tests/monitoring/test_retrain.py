@@ -6,10 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
 from fraud.data.scenarios import get_scenario
+from fraud.errors import DataValidationError
 from monitoring import retrain
 from monitoring.drift import detect
+from monitoring.retrain import forward_split
 from tests.monitoring.conftest import World, sample
 
 START = datetime(2026, 12, 6, tzinfo=UTC)
@@ -74,3 +77,35 @@ def test_a_measured_recall_drop_is_a_reason() -> None:
     assert retrain.performance_dropped(0.30, 0.5, POLICY)
     assert not retrain.performance_dropped(0.45, 0.5, POLICY)
     assert not retrain.performance_dropped(None, 0.5, POLICY)
+
+
+def test_forward_split_puts_fraud_in_every_block() -> None:
+    """The row quantiles of this window (70 % / 85 % at steps 70 / 85) leave validation without fraud; the split
+    moves its boundaries so that each block the pipeline checks holds one, still forward in time."""
+    steps = np.arange(1, 101)
+    is_fraud = np.isin(steps, [10, 20, 60, 95])
+    train_end, valid_end = forward_split(steps, is_fraud)
+    train, valid, test = (
+        is_fraud[steps <= train_end],
+        is_fraud[(steps > train_end) & (steps <= valid_end)],
+        is_fraud[steps > valid_end],
+    )
+    assert train.any() and valid.any() and test.any()
+    assert train_end < valid_end
+    assert (train_end, valid_end) == (59, 85)  # validation reaches back to step 60; test keeps the row quantile
+
+
+def test_forward_split_keeps_the_row_quantiles_when_fraud_is_spread() -> None:
+    steps = np.arange(1, 101)
+    assert forward_split(steps, steps % 5 == 0) == (70, 85)
+
+
+def test_forward_split_moves_late_frauds_into_each_block() -> None:
+    steps = np.arange(1, 101)
+    assert forward_split(steps, np.isin(steps, [90, 95, 99])) == (90, 95)
+
+
+def test_forward_split_refuses_a_window_whose_frauds_cannot_fill_three_blocks() -> None:
+    steps = np.arange(1, 101)
+    with pytest.raises(DataValidationError, match="2 distinct step"):
+        forward_split(steps, np.isin(steps, [50, 90]))
