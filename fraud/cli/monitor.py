@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fraud.cli.ui import console, err_console
@@ -219,10 +220,11 @@ def _print_result(result: DriftResult) -> None:
         verdict = "reported" if not c.tested else ("[bold red]DRIFT[/]" if c.drift else "ok")
         p_adj = "–" if not c.tested else f"{c.p_adjusted:.2g}"
         threshold = "–" if not c.tested else f"{c.threshold:.3g}"
-        table.add_row(c.name, c.method, f"{c.statistic:.4g}", threshold, p_adj, verdict)
+        # escaped: a segment's name such as `amount[type=CASH_IN]` is otherwise read as a rich style tag and dropped
+        table.add_row(escape(c.name), c.method, f"{c.statistic:.4g}", threshold, p_adj, verdict)
     console.print(table)
     if result.drift:
-        console.print(f"[bold red]drift[/] in {', '.join(c.name for c in result.drifted)}")
+        console.print(f"[bold red]drift[/] in {escape(', '.join(c.name for c in result.drifted))}")
     else:
         console.print("[green]no drift[/] (segments without drift are not listed)")
 
