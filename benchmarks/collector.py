@@ -1,15 +1,16 @@
 """Collector benchmarks: throughput, kill -9 mid-load, and 1,000,000 logged predictions to the store and back.
 
     python -m benchmarks.collector all                  # the three below, one private SeaweedFS
-    python -m benchmarks.collector throughput --seconds 20 --connections 64
+    python -m benchmarks.collector throughput --seconds 60 --connections 64
     python -m benchmarks.collector crash --events 60000 --kill-after 4
     python -m benchmarks.collector volume --rows 1000000
 
 - throughput: a separate sender process (`benchmarks.collector_events`, asyncio + httptools, keep-alive
   connections) sends binary CloudEvents (request and response halves of single-transaction V1 calls) for a fixed
-  time; printed: acknowledged events/s, the collector's CPU per event, and the same sender against a server on
-  the same HTTP layer that only answers 200 (the ceiling of HTTP on this machine): the ratio is the cost of
-  durability, dedup and the join.
+  time (default 60 s, after 3 s of warm-up; flushes to Parquet and new log segments happen meanwhile); printed:
+  acknowledged events/s and the lowest/highest second, the collector's CPU per event, and the same sender for
+  the same time against a server on the same HTTP layer that only answers 200 (the ceiling of HTTP on this
+  machine, with its CPU per event): the ratio is the cost of durability, dedup and the join.
 - crash: the sender sends events; the collector is SIGKILLed mid-load, restarted on the same write-ahead log,
   and everything not acknowledged is sent again; then every acknowledged event must be in the store exactly once
   (counts printed; exits 1 if not).
@@ -19,8 +20,8 @@
   joined and written as Parquet; then `read_log` of all rows in a fresh process (time, peak RSS). The HTTP path
   is measured by `throughput`; at its rate the events themselves would take 2 × rows / (events/s) to arrive.
 
-`volume_chain` is the hook for the drift and report code: it yields the settings and time window of a store
-holding the logged rows, so a later benchmark can time drift and the daily report on the same rows.
+`prepare_volume` and `Replay` are the hooks of `benchmarks/drift.py chain`, which times drift and the daily
+report on the same rows while the collector writes them.
 """
 
 from __future__ import annotations
@@ -146,10 +147,24 @@ def trivial_server(port: int) -> None:
     uvloop.run(main())
 
 
+def _steadiness(per_second: list[int]) -> dict[str, float]:
+    """Lowest, median and highest acknowledgements per second over the run's whole seconds."""
+    if not per_second:
+        return {}
+    values = np.asarray(per_second, dtype=np.float64)
+    return {"min": float(values.min()), "median": float(np.median(values)), "max": float(values.max())}
+
+
 def throughput(settings: Settings, workdir: Path, seconds: float, connections: int) -> dict[str, Any]:
+    """Acknowledged events/s for `seconds`, and the same sender against a do-nothing server on the same HTTP layer.
+
+    Each event is answered 200 only once its write-ahead group is on disk (``O_DSYNC``), as always; the flush loop
+    writes Parquet to the store meanwhile (every ``collector_flush_seconds`` or ``collector_flush_rows``).
+    """
+    load_before = os.getloadavg()
     collector = Collector(settings, workdir / "throughput", {})
     started = collector.start(workdir / "throughput" / "wal")
-    log(f"throughput: collector ready in {started:.1f} s; warming up")
+    log(f"throughput: collector ready in {started:.1f} s; warming up 3 s, then {seconds:.0f} s measured")
     send(collector.port, workdir / "warm.bin", first=10**9, duration=3, connections=connections)
     cpu_before = collector.cpu_seconds()
     result = send(collector.port, workdir / "acked.bin", first=0, duration=seconds, connections=connections)
@@ -157,6 +172,8 @@ def throughput(settings: Settings, workdir: Path, seconds: float, connections: i
     metrics = requests.get(f"{collector.url}/metrics", timeout=10).text
     collector.stop()
     commits = next(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("collector_wal_commits"))
+    flushes = next(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("collector_flushes"))
+    log(f"throughput: collector {result['events_per_s']:,.0f} events/s; now the do-nothing server for {seconds:.0f} s")
 
     port = pick_free_ports(1, HOST)[0]
     ceiling = subprocess.Popen([sys.executable, "-m", "benchmarks.collector", "trivial-server", "--port", str(port)])
@@ -167,23 +184,52 @@ def throughput(settings: Settings, workdir: Path, seconds: float, connections: i
                 break
             time.sleep(0.1)
         send(port, workdir / "warm.bin", first=0, duration=3, connections=connections)
+        ceiling_cpu_before = process_cpu(ceiling.pid)
         baseline = send(port, workdir / "trivial.bin", first=0, duration=seconds, connections=connections)
+        ceiling_cpu = process_cpu(ceiling.pid) - ceiling_cpu_before
     finally:
         ceiling.kill()
         ceiling.wait()
     rate, ceiling_rate = result["events_per_s"], baseline["events_per_s"]
     return {
+        "seconds": seconds,
+        "connections": connections,
         "events_per_s": rate,
+        "per_second": _steadiness(result["per_second"]),
         "acked": result["acked"],
         "errors": result["errors"] + result["connection_errors"],
         "collector_cpu_us_per_event": round(cpu / max(result["acked"], 1) * 1e6, 1),
+        "collector_cores": round(cpu / max(result["seconds"], 1e-9), 2),
         "events_per_fsync": round(result["acked"] / max(commits, 1), 1),
+        "parquet_flushes": int(flushes),
         "http_only_ceiling_per_s": ceiling_rate,
+        "http_only_per_second": _steadiness(baseline["per_second"]),
+        "http_only_cpu_us_per_event": round(ceiling_cpu / max(baseline["acked"], 1) * 1e6, 1),
         "ratio_to_http_ceiling": round(rate / ceiling_rate, 3) if ceiling_rate else None,
-        "sender_cpu": result["generator_cpu"],
+        "sender_cores": result["generator_cpu"],
         "target_5000_met": rate >= 5000,
-        "load_average": os.getloadavg()[0],
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def print_throughput(found: dict[str, Any]) -> None:
+    steady, ceiling = found["per_second"], found["http_only_per_second"]
+    print(
+        f"THROUGHPUT: {found['events_per_s']:,.0f} acknowledged events/s sustained over {found['seconds']:.0f} s "
+        f"with {found['connections']} keep-alive connections (target 5,000; each second between "
+        f"{steady.get('min', 0):,.0f} and {steady.get('max', 0):,.0f}, median {steady.get('median', 0):,.0f}); "
+        f"{found['errors']} errors; collector {found['collector_cpu_us_per_event']:.1f} CPU us per event "
+        f"({found['collector_cores']:.2f} cores), {found['events_per_fsync']:.1f} events per synchronous write, "
+        f"{found['parquet_flushes']} Parquet flushes"
+    )
+    print(
+        f"  do-nothing HTTP server, same sender, same run: {found['http_only_ceiling_per_s']:,.0f}/s (each second "
+        f"{ceiling.get('min', 0):,.0f}-{ceiling.get('max', 0):,.0f}), {found['http_only_cpu_us_per_event']:.1f} CPU us "
+        f"per event; collector/ceiling {found['ratio_to_http_ceiling']}; sender {found['sender_cores']:.2f} cores; "
+        f"load average before {found['load_average_before']}, after {found['load_average_after']} "
+        f"({os.cpu_count()} CPUs)"
+    )
 
 
 # --- crash -------------------------------------------------------------------------------------------------------
@@ -335,80 +381,150 @@ def read_back(settings: Settings, since: datetime, until: datetime) -> dict[str,
     return result
 
 
-@contextlib.contextmanager
-def volume_chain(
-    settings: Settings, workdir: Path, rows: int, seed: int = 7, *, read_back_log: bool = True
-) -> Iterator[tuple[Settings, datetime, datetime, dict[str, Any]]]:
-    """Put ``rows`` logged predictions into the store through the collector; yield (settings, since, until, timings).
+@dataclass
+class Volume:
+    """A write-ahead log filled with the acknowledged events of ``rows`` logged predictions (none in the store)."""
 
-    The hook for drift and the daily report: time them on ``read_log(settings, since, until)`` inside the block.
-    """
+    settings: Settings
+    home: Path
+    wal: Path
+    rows: int
+    events: int
+    first_event_at: float
+    wal_mb: float
+    fill_s: float
+
+    @property
+    def since(self) -> datetime:
+        return datetime.fromtimestamp(self.first_event_at - 60, UTC)
+
+    @property
+    def until(self) -> datetime:
+        return datetime.fromtimestamp(self.first_event_at + self.rows * 0.0005 + 60, UTC)
+
+    def child_env(self) -> dict[str, str]:
+        """What a reader of these rows needs: the store's address and keys, the log's bucket."""
+        return {
+            **os.environ,
+            **self.settings.server_env(),
+            "FRAUD_MONITOR_LOG_BUCKET": self.settings.monitor_log_bucket,
+        }
+
+
+def prepare_volume(settings: Settings, workdir: Path, rows: int, seed: int = 7) -> Volume:
+    """Fill a write-ahead log with 2 x ``rows`` acknowledged events (setup, not timed)."""
     settings = settings.model_copy(update={"monitor_log_bucket": "volume-log"})
     home = workdir / "volume"
     wal = home / "wal"
     log(f"volume: writing {2 * rows:,} acknowledged events into the write-ahead log (setup, not timed)")
-    fill_started = time.perf_counter()
-    events, start = fill_wal(wal, rows, seed, settings.collector_segment_bytes)
-    fill_seconds = time.perf_counter() - fill_started
-    wal_mb = sum(p.stat().st_size for p in wal.glob("wal-*.log")) / 2**20
-    log(f"volume: {events:,} events, {wal_mb:.0f} MB of log in {fill_seconds:.1f} s; starting the collector")
-
-    collector = Collector(settings, home, {})
-    empty_start = collector.start(home / "empty-wal")  # the same process with nothing to replay: imports, bucket
-    empty_cpu = collector.cpu_seconds()
-    collector.stop()
-    peak_rss = 0.0
     started = time.perf_counter()
-    collector.port = pick_free_ports(1, HOST)[0]
-    collector.process = CollectorProcess.start(
-        settings, port=collector.port, wal_dir=wal, log_path=home / "collector.log", env={}
-    )
-    while True:
+    events, first = fill_wal(wal, rows, seed, settings.collector_segment_bytes)
+    fill_seconds = time.perf_counter() - started
+    wal_mb = sum(p.stat().st_size for p in wal.glob("wal-*.log")) / 2**20
+    log(f"volume: {events:,} events, {wal_mb:.0f} MB of log in {fill_seconds:.1f} s")
+    return Volume(settings, home, wal, rows, events, first, round(wal_mb, 1), round(fill_seconds, 1))
+
+
+def process_cpu(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+class Replay:
+    """The collector started on a volume's write-ahead log (as after a restart), watched until all is stored.
+
+    "All stored": ``/v1/status`` shows nothing joined waiting, no half waiting and no flush in progress (a flush
+    lag of 0), so every acknowledged event's row is in a committed Parquet object.
+    """
+
+    def __init__(self, volume: Volume) -> None:
+        self.volume = volume
+        self.port = pick_free_ports(1, HOST)[0]
+        self.started = time.time()
+        self.process = CollectorProcess.start(
+            volume.settings, port=self.port, wal_dir=volume.wal, log_path=volume.home / "collector.log", env={}
+        )
+        self.peak_rss_mb = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def _sample(self) -> None:
         with contextlib.suppress(psutil.Error):
-            peak_rss = max(peak_rss, psutil.Process(collector.pid).memory_info().rss / 2**20)
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(f"{collector.url}/healthz", timeout=1).status_code == 200:
+            self.peak_rss_mb = max(self.peak_rss_mb, psutil.Process(self.process.process.pid).memory_info().rss / 2**20)
+
+    def wait_stored(self, poll: float = 0.1) -> dict[str, Any]:
+        """Seconds (since the process started) until it answered, and until every event was in the store."""
+        while True:
+            self._sample()
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    break
+            if self.process.process.poll() is not None:
+                raise RuntimeError(f"collector exited; see {self.volume.home / 'collector.log'}")
+            time.sleep(poll)
+        replayed = time.time()
+        while True:
+            self._sample()
+            status = requests.get(f"{self.url}/v1/status", timeout=30).json()
+            if status["ready_rows"] == 0 and status["pending_halves"] == 0 and status["flush_lag_seconds"] == 0:
                 break
-        if collector.process.process.poll() is not None:
-            raise RuntimeError(f"collector exited; see {home / 'collector.log'}")
-        time.sleep(0.2)
-    collector.flush_all()
-    to_store = time.perf_counter() - started
-    with contextlib.suppress(psutil.Error):
-        peak_rss = max(peak_rss, psutil.Process(collector.pid).memory_info().rss / 2**20)
-    status = requests.get(f"{collector.url}/v1/status", timeout=10).json()
+            time.sleep(poll)
+        stored = time.time()
+        metrics = requests.get(f"{self.url}/metrics", timeout=30).text
+        written = next(
+            float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("collector_rows_written")
+        )
+        return {
+            "started_at": self.started,
+            "replayed_at": replayed,
+            "all_in_store_at": stored,
+            "replayed_s": round(replayed - self.started, 2),
+            "all_in_store_s": round(stored - self.started, 2),
+            "rows_written": int(written),
+            "cpu_s": round(process_cpu(self.process.process.pid), 2),
+            "peak_rss_mb_sampled": round(self.peak_rss_mb, 1),
+        }
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def empty_start(volume: Volume) -> tuple[float, float]:
+    """Seconds and CPU seconds of the same collector starting with nothing to replay (imports, bucket, port)."""
+    collector = Collector(volume.settings, volume.home, {})
+    seconds = collector.start(volume.home / "empty-wal")
     cpu = collector.cpu_seconds()
     collector.stop()
-    since = datetime.fromtimestamp(start - 60, UTC)
-    until = datetime.fromtimestamp(start + rows * 0.0005 + 60, UTC)
-    log(f"volume: all events in the store {to_store:.1f} s after the collector started")
-    back = read_back(settings, since, until) if read_back_log else {"seconds": 0.0}
-    timings = {
+    return seconds, cpu
+
+
+def volume(settings: Settings, workdir: Path, rows: int) -> dict[str, Any]:
+    """Replay ``rows`` logged predictions' events into the store, then read them back in a fresh process."""
+    filled = prepare_volume(settings, workdir, rows)
+    empty_seconds, empty_cpu = empty_start(filled)
+    replay = Replay(filled)
+    stored = replay.wait_stored()
+    replay.stop()
+    log(f"volume: all events in the store {stored['all_in_store_s']:.1f} s after the collector started")
+    back = read_back(filled.settings, filled.since, filled.until)
+    return {
         "rows": rows,
-        "events": events,
-        "wal_mb": round(wal_mb, 1),
-        "collector_start_to_all_in_store_s": round(to_store, 2),
-        "collector_start_with_empty_log_s": round(empty_start, 2),
-        "replay_join_write_s": round(to_store - empty_start, 2),
-        "collector_cpu_s": round(cpu, 1),
-        "collector_cpu_s_empty_start": round(empty_cpu, 1),
-        "collector_peak_rss_mb_sampled": round(peak_rss, 1),
-        "wal_bytes_left": status["wal_bytes"],
+        "events": filled.events,
+        "wal_mb": filled.wal_mb,
+        "collector_start_to_all_in_store_s": stored["all_in_store_s"],
+        "collector_replayed_s": stored["replayed_s"],
+        "collector_start_with_empty_log_s": round(empty_seconds, 2),
+        "collector_cpu_s": stored["cpu_s"],
+        "collector_cpu_s_empty_start": round(empty_cpu, 2),
+        "collector_peak_rss_mb_sampled": stored["peak_rss_mb_sampled"],
+        "rows_written": stored["rows_written"],
         "read_back": back,
-        "store_and_read_s": round(to_store + back["seconds"], 2),
     }
-    yield settings, since, until, timings
 
 
-# --- the chain: logged predictions -> drift + daily report, and Evidently on the same rows ----------------------
-CHAIN_COLUMNS = [
-    "received_at", "model_name", "model_version", "arm", "endpoint", "step", "type", "amount", "oldbalanceOrg",
-    "oldbalanceDest", "score", "decision", "reasons", "latency_ms",
-]  # fmt: skip
-"""What drift (`monitoring.drift.WINDOW_COLUMNS`, balances, segments) and the daily report read: not the account
-names or the request ids, which are most of a million rows' bytes and reading time."""
-
-
+# --- the chain's process-tree measures -----------------------------------------------------------------------------
 class TreeMemory:
     """Peak of the summed RSS of this process's descendants (the servers and measured children it starts, not
     the harness itself, which may hold a benchmark's training data), sampled every 0.2 s in a thread."""
@@ -436,86 +552,50 @@ class TreeMemory:
         self.peak_mb = max(self.peak_mb, total / 2**20)
         return self.peak_mb
 
+    def reset(self) -> None:
+        self.peak_mb = 0.0
+
     def _run(self) -> None:
         while not self._stop.wait(0.2):
             self.sample()
 
 
-def chain_child(engine: str, since: datetime, until: datetime, folder: Path) -> dict[str, Any]:
-    """One measured process: read the logged rows, then our drift + daily report, or Evidently's default report.
-
-    Imports only what that work needs (the benchmark's own model training stays in the parent)."""
-    import pandas as pd
-
-    from fraud.evaluation.thresholds import Thresholds
-    from monitoring import reference as reference_module
-
-    started = time.perf_counter()
-    settings = load_settings()
-    thresholds = Thresholds.from_dict(json.loads((folder / "reference" / "thresholds.json").read_text()))
-    reference = reference_module.from_frames(
-        "bench",
-        pd.read_parquet(folder / "reference" / "sample.parquet"),
-        pd.read_parquet(folder / "reference" / "scores.parquet"),
-        thresholds,
-    )
-    mark = time.perf_counter()
-    frame = read_log(settings, since, until, columns=CHAIN_COLUMNS)
-    timings: dict[str, Any] = {"rows": len(frame), "read_log_s": round(time.perf_counter() - mark, 2)}
-    if engine == "ours":
-        from monitoring import daily_report
-        from monitoring.drift import DriftConfig, detect
-
-        mark = time.perf_counter()
-        result = detect(frame, reference, DriftConfig())
-        timings["drift_s"] = round(time.perf_counter() - mark, 2)
-        mark = time.perf_counter()
-        report = daily_report.build(until.date(), frame, drift=result)
-        daily_report.write(report, folder / "reports")
-        timings["report_s"] = round(time.perf_counter() - mark, 2)
-        timings["drift"] = result.drift
-        timings["tests"] = result.tests
-    else:
-        from monitoring.evidently_report import run_report, save_report, verdict
-
-        mark = time.perf_counter()
-        snapshot = run_report(reference.sample, frame)
-        found = verdict(snapshot)
-        save_report(snapshot, folder / "evidently.html")
-        timings["evidently_s"] = round(time.perf_counter() - mark, 2)
-        timings["evidently_dataset_drift"] = found.dataset_drift
-    timings["in_process_s"] = round(time.perf_counter() - started, 2)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    timings["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 1)
-    timings["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
-    return timings
+def descendants_cpu() -> dict[int, float]:
+    """CPU seconds so far of every live descendant, by pid (to take the store's share of a stretch of work)."""
+    used: dict[int, float] = {}
+    for process in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            used[process.pid] = float(times.user + times.system)
+    return used
 
 
-def run_chain_child(engine: str, settings: Settings, since: datetime, until: datetime, folder: Path) -> dict[str, Any]:
-    """`chain_child` in a fresh process (imports included in its wall time)."""
-    env = {**os.environ, **settings.server_env(), "FRAUD_MONITOR_LOG_BUCKET": settings.monitor_log_bucket}
+def start_chain_child(volume: Volume, engine: str, workdir: Path, follow: Path | None) -> subprocess.Popen[str]:
+    """`benchmarks.log_chain` in a fresh process (its imports are part of what is timed)."""
     command = [
-        sys.executable, "-m", "benchmarks.collector", "chain-child", "--engine", engine, "--since", since.isoformat(),
-        "--until", until.isoformat(), "--workdir", str(folder),
+        sys.executable, "-m", "benchmarks.log_chain", "--engine", engine, "--since", volume.since.isoformat(),
+        "--until", volume.until.isoformat(), "--workdir", str(workdir),
     ]  # fmt: skip
-    started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"{engine} child failed: {done.stderr[-2000:]}")
-    measured: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    measured["process_wall_s"] = round(wall, 2)
+    if follow is not None:
+        command += ["--follow", str(follow)]
+    return subprocess.Popen(command, env=volume.child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_chain_child(child: subprocess.Popen[str], engine: str) -> dict[str, Any]:
+    out, err = child.communicate()
+    if child.returncode != 0:
+        raise RuntimeError(f"{engine} child failed: {err[-3000:]}")
+    measured: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return measured
 
 
 # --- entry point -------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["all", "throughput", "crash", "volume", "trivial-server", "chain-child"])
-    parser.add_argument("--engine", choices=("ours", "evidently"), default="ours", help="chain-child: what to run")
-    parser.add_argument("--since", help="chain-child: window start (ISO)")
-    parser.add_argument("--until", help="chain-child: window end (ISO)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="throughput: measured seconds")
+    parser.add_argument("command", choices=["all", "throughput", "crash", "volume", "trivial-server"])
+    parser.add_argument(
+        "--seconds", type=float, default=60.0, help="throughput: measured seconds (each of collector and ceiling)"
+    )
     parser.add_argument("--connections", type=int, default=64, help="keep-alive connections of the sender")
     parser.add_argument("--events", type=int, default=60_000, help="crash: events to send (half requests)")
     parser.add_argument("--kill-after", type=float, default=4.0, help="crash: seconds of load before SIGKILL")
@@ -525,10 +605,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "trivial-server":
         trivial_server(args.port)
-        return 0
-    if args.command == "chain-child":
-        since, until = datetime.fromisoformat(args.since), datetime.fromisoformat(args.until)
-        print(json.dumps(chain_child(args.engine, since, until, args.workdir)))
         return 0
     results: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
@@ -542,13 +618,24 @@ def main(argv: list[str] | None = None) -> int:
             results["crash"] = crash(settings, workdir, args.events, args.kill_after, args.connections)
             log(f"crash: {json.dumps(results['crash'])}")
         if args.command in ("all", "volume"):
-            with volume_chain(settings, workdir, args.rows) as (_, _, _, timings):
-                results["volume"] = timings
+            results["volume"] = volume(settings, workdir, args.rows)
             log(f"volume: {json.dumps(results['volume'])}")
     results["machine"] = {"cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0]}
     results["benchmark_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(results, indent=2))
+    if "throughput" in results:
+        print_throughput(results["throughput"])
     crash_result = results.get("crash")
+    if crash_result is not None:
+        print(
+            f"CRASH: kill -9 after {args.kill_after:.0f} s of load; {crash_result['acked_total']:,} of "
+            f"{crash_result['events']:,} events acknowledged in all ({crash_result['acked_before_kill']:,} before the "
+            f"kill, {crash_result['resent_after_restart']:,} resent); {crash_result['rows_in_store']:,} rows in the "
+            f"store for {crash_result['transactions']:,} transactions; request ids more than once "
+            f"{crash_result['request_ids_more_than_once']}, acknowledged requests missing "
+            f"{crash_result['acked_requests_missing']}, responses missing {crash_result['acked_responses_missing']}: "
+            f"exactly once = {crash_result['exactly_once']}"
+        )
     return 0 if crash_result is None or crash_result["exactly_once"] else 1
 
 

@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import httptools
 import numpy as np
@@ -159,11 +159,15 @@ class _Connection(asyncio.Protocol):
 
 async def _send(
     host: str, port: int, indexes: Iterator[int], connections: int, duration: float, rows: int, acked_path: Path
-) -> dict[str, float]:
+) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     acked: list[int] = []
+    per_second: list[int] = [0] * (int(duration) + 2 if duration > 0 else 1)
+    """Acknowledgements in each second of the run (a timed run only): shows whether the rate held."""
+    clock = time.perf_counter
     counts = {"sent": 0, "acked": 0, "duplicates": 0, "errors": 0, "connection_errors": 0}
     deadline = time.perf_counter() + duration if duration > 0 else float("inf")
+    started = time.perf_counter()
 
     async def worker() -> None:
         conn: _Connection | None = None
@@ -185,12 +189,14 @@ async def _send(
             if status == 200:
                 counts["acked"] += 1
                 acked.append(index)
+                second = int(clock() - started)
+                if second < len(per_second):
+                    per_second[second] += 1
                 if b"duplicate" in answer:
                     counts["duplicates"] += 1
             else:
                 counts["errors"] += 1
 
-    started = time.perf_counter()
     cpu = resource.getrusage(resource.RUSAGE_SELF)
     await asyncio.gather(*(worker() for _ in range(connections)))
     seconds = time.perf_counter() - started
@@ -201,6 +207,7 @@ async def _send(
         "seconds": round(seconds, 3),
         "events_per_s": round(counts["acked"] / seconds, 1) if seconds else 0.0,
         "generator_cpu": round((used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime) / seconds, 2),
+        "per_second": per_second[: int(seconds)] if duration > 0 else [],
     }
 
 

@@ -379,38 +379,123 @@ def _save_reference(reference: Reference, folder: Path) -> None:
     (folder / "thresholds.json").write_text(json.dumps(reference.thresholds.to_dict()))
 
 
-def chain(rows: int, cache: Path, workdir: Path) -> dict[str, Any]:
-    """Log `rows` predictions through the collector into a private store, then time both engines on them.
+def chain(rows: int, cache: Path, workdir: Path, evidently: bool = True) -> dict[str, Any]:
+    """1M logged predictions from "acknowledged" to "drift and daily report done", then Evidently on the same rows.
 
-    The measured processes are `benchmarks.collector`'s (`chain_child`: it imports only what the work needs); the
-    peak is the summed RSS of every process this one started (SeaweedFS, the collector, the measured child)."""
-    from benchmarks.collector import TreeMemory, private_store, run_chain_child, volume_chain
+    Start (t = 0): a collector process starts on a write-ahead log holding the request and response events of
+    `rows` logged predictions, every one acknowledged (durable on disk, as the collector writes them when it
+    answers 200) and none in the object store yet: the state after a restart, the collector's worst case (it
+    also pays its imports and the log's replay). The drift job (`benchmarks.log_chain`, a fresh process: its
+    imports count) starts at the same moment, loads the reference and reads the Parquet objects as the collector
+    commits them. End: the drift verdict and the daily report (HTML + JSON) are written, computed on every row
+    after the collector reported all of them in the store. Setup not timed: the benchmark model and reference,
+    the store, filling the log. Evidently's default report runs afterwards on the same rows (not overlapped).
+    """
+    from benchmarks.collector import (
+        Replay,
+        TreeMemory,
+        descendants_cpu,
+        finish_chain_child,
+        prepare_volume,
+        private_store,
+        start_chain_child,
+    )
 
     world = build_world(1_000_000, cache)
     _save_reference(world.reference, workdir / "reference")
     results: dict[str, Any] = {}
-    with (
-        TreeMemory() as memory,
-        private_store(workdir) as settings,
-        volume_chain(settings, workdir, rows, read_back_log=False) as (logged, since, until, setup),
-    ):
-        results["setup"] = setup
-        for engine in ("ours", "evidently"):
-            measured = run_chain_child(engine, logged, since, until, workdir)
-            measured["tree_peak_rss_mb_so_far"] = round(memory.sample(), 1)  # after "ours": the chain's peak
-            results[engine] = measured
-            print(f"  {engine}: {json.dumps(measured)}", flush=True)
-    store_s = results["setup"]["collector_start_to_all_in_store_s"]
-    results["chain"] = {
-        "store_s": store_s,
-        "ours_process_wall_s": results["ours"]["process_wall_s"],
-        "total_s": round(store_s + results["ours"]["process_wall_s"], 2),
-        "collector_cpu_s": results["setup"]["collector_cpu_s"],
-        "ours_cpu_s": results["ours"]["cpu_s"],
-        "tree_peak_rss_mb": results["ours"]["tree_peak_rss_mb_so_far"],
-        "load_average_1m": os.getloadavg()[0],
-    }
+    with TreeMemory() as memory, private_store(workdir) as settings:
+        volume = prepare_volume(settings, workdir, rows)
+        marker = workdir / "store-complete"
+        marker.unlink(missing_ok=True)
+        load_before = os.getloadavg()
+        store_cpu_before = descendants_cpu()  # the store's processes (nothing else runs yet)
+        memory.reset()
+        replay = Replay(volume)  # t = 0
+        child = start_chain_child(volume, "ours", workdir, follow=marker)
+        collector = replay.wait_stored()
+        marker.touch()
+        ours = finish_chain_child(child, "ours")
+        ended = time.time()
+        store_cpu_after = descendants_cpu()
+        peak = memory.sample()
+        load_after = os.getloadavg()
+        replay.stop()
+        store_cpu = sum(store_cpu_after[pid] - cpu for pid, cpu in store_cpu_before.items() if pid in store_cpu_after)
+        started = replay.started
+        results["setup"] = {"rows": rows, "events": volume.events, "wal_mb": volume.wal_mb, "fill_s": volume.fill_s}
+        results["collector"] = collector
+        results["ours"] = ours
+        results["chain"] = {
+            "wall_s": round(ended - started, 2),
+            "cpu_s": round(collector["cpu_s"] + ours["cpu_s"] + store_cpu, 2),
+            "collector_cpu_s": collector["cpu_s"],
+            "drift_job_cpu_s": ours["cpu_s"],
+            "store_cpu_s": round(store_cpu, 2),
+            "all_in_store_s": collector["all_in_store_s"],
+            "after_store_complete_s": round(ended - collector["all_in_store_at"], 2),
+            "tree_peak_rss_mb": round(peak, 1),
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in load_after],
+        }
+        if evidently:
+            memory.reset()
+            mark = time.time()
+            theirs = finish_chain_child(start_chain_child(volume, "evidently", workdir, None), "evidently")
+            theirs["process_wall_s"] = round(time.time() - mark, 2)
+            theirs["tree_peak_rss_mb"] = round(memory.sample(), 1)
+            theirs["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+            results["evidently"] = theirs
     return results
+
+
+def _print_chain(results: dict[str, Any]) -> None:
+    """Each phase on the chain's clock (seconds from t = 0), its wall and CPU seconds; totals; Evidently beside."""
+    collector, ours, total = results["collector"], results["ours"], results["chain"]
+    t0 = collector["started_at"]
+    print(f"\n{results['setup']['rows']:,} logged predictions ({results['setup']['events']:,} acknowledged events, "
+          f"{results['setup']['wal_mb']:.0f} MB of write-ahead log); t = 0: the collector starts on that log and the "
+          "drift job starts beside it")  # fmt: skip
+    print(f"{'phase':<46} {'from s':>7} {'to s':>7} {'wall s':>7} {'CPU s':>7}")
+    rows = [
+        ("collector: imports + replay until it answers", 0.0, collector["replayed_s"], None),
+        ("collector: remaining flushes until all stored", collector["replayed_s"], collector["all_in_store_s"], None),
+        ("collector process in all", 0.0, collector["all_in_store_s"], collector["cpu_s"]),
+    ]
+    for name, phase in ours["phases"].items():
+        rows.append((f"drift job: {name.replace('_', ' ')}", phase["start"] - t0, phase["end"] - t0, phase["cpu_s"]))
+    rows.append(("drift job process in all (rusage)", 0.0, ours["finished_at"] - t0, ours["cpu_s"]))
+    rows.append(("object store (SeaweedFS) during the chain", 0.0, total["wall_s"], total["store_cpu_s"]))
+    for name, start, end, cpu in rows:
+        cpu_text = "" if cpu is None else f"{cpu:7.2f}"
+        print(f"{name:<46} {start:7.2f} {end:7.2f} {end - start:7.2f} {cpu_text:>7}")
+    phase_walls = {name: phase["wall_s"] for name, phase in ours["phases"].items()}
+    print(
+        f"CHAIN: {ours['rows']:,} rows, acknowledged -> drift + daily report done in {total['wall_s']:.1f} s wall "
+        f"(target 60), {total['cpu_s']:.1f} CPU s (collector {total['collector_cpu_s']:.1f} + drift job "
+        f"{total['drift_job_cpu_s']:.1f} + store {total['store_cpu_s']:.1f}); all in the store at "
+        f"{total['all_in_store_s']:.1f} s, then {total['after_store_complete_s']:.1f} s to the report; peak summed RSS "
+        f"of every process started {total['tree_peak_rss_mb']:,.0f} MB (target 2,048); verdict drift="
+        f"{ours['drift']} over {ours['tests']} tests"
+    )
+    print(
+        f"  drift {phase_walls.get('drift', 0):.2f} s + daily report {phase_walls.get('daily_report', 0):.2f} s; "
+        f"load average before {total['load_average_before']}, after {total['load_average_after']} "
+        f"({os.cpu_count()} CPUs)"
+    )
+    theirs = results.get("evidently")
+    if theirs:
+        ev = theirs["phases"]
+        ours_work = phase_walls.get("drift", 0) + phase_walls.get("daily_report", 0)
+        ev_work = ev["evidently_report"]["wall_s"]
+        print(
+            f"EVIDENTLY beside, on the same {theirs['rows']:,} rows (fresh process, after the chain): default "
+            f"DataDriftPreset report {ev_work:.1f} s wall / {ev['evidently_report']['cpu_s']:.1f} CPU s "
+            f"(ours: drift + daily report {ours_work:.1f} s, ratio {ev_work / max(ours_work, 1e-9):.1f}x); its process "
+            f"{theirs['process_wall_s']:.1f} s wall, {theirs['cpu_s']:.1f} CPU s with imports and reading, peak RSS "
+            f"{theirs['peak_rss_mb']:,.0f} MB; dataset drift={theirs['evidently_dataset_drift']}; load average after "
+            f"{theirs['load_average_after']}"
+        )
 
 
 def _print_table(title: str, results: dict[str, Any]) -> None:
@@ -481,6 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--rows", type=int, default=1_000_000, help="chain: logged predictions.")
     parser.add_argument("--workdir", type=Path, default=None, help="chain: working directory (default: temporary).")
+    parser.add_argument("--no-evidently", action="store_true", help="chain: skip Evidently's report on the same rows.")
     parser.add_argument("--month-rows", type=int, default=1_000_000, help="Rows of each generated month.")
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="Window sizes (rows).")
     parser.add_argument("--windows", type=int, default=200, help="false-alarms: healthy windows per size.")
@@ -544,17 +630,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="drift-chain-") as tmp:
             workdir = args.workdir or Path(tmp)
             workdir.mkdir(parents=True, exist_ok=True)
-            chained = chain(args.rows, args.cache, workdir)
-        ours, theirs, total = chained["ours"], chained["evidently"], chained["chain"]
-        print(
-            f"\n{ours['rows']:,} logged predictions: collector start -> all in the store {total['store_s']:.1f} s, "
-            f"then read + drift + daily report {ours['in_process_s']:.1f} s in-process ({ours['process_wall_s']:.1f} s "
-            f"with imports): {total['total_s']:.1f} s in all; CPU {total['collector_cpu_s']:.1f} s + "
-            f"{total['ours_cpu_s']:.1f} s; peak of the whole process tree {total['tree_peak_rss_mb']:.0f} MB. "
-            f"Evidently's default drift report on the same rows {theirs['in_process_s']:.1f} s in-process "
-            f"({theirs['process_wall_s']:.1f} s), peak {theirs['peak_rss_mb']:.0f} MB; load average "
-            f"{total['load_average_1m']:.1f}"
-        )
+            chained = chain(args.rows, args.cache, workdir, evidently=not args.no_evidently)
+        _print_chain(chained)
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps({"mode": "chain", "results": chained}, indent=2, default=str))

@@ -124,6 +124,80 @@ CATEGORICAL_COLUMNS: Final = ("model_name", "model_version", "arm", "endpoint", 
 smaller and several times faster to build that way)."""
 
 
+class LogReader:
+    """The rows of a window, read object by object as the objects land, each object once.
+
+    Objects are only ever added and never rewritten, so a job can start reading a window while the collector is
+    still writing it: each `refresh` reads only the objects that are new since the last one, and `table` or
+    `frame` gives everything read so far. `read_log` is one `refresh` then `frame`; `benchmarks/drift.py chain`
+    refreshes while the collector flushes, so reading overlaps writing.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        since: datetime,
+        until: datetime,
+        version: str | None = None,
+        *,
+        store: ObjectStore | None = None,
+        columns: Iterable[str] | None = None,
+    ) -> None:
+        """``columns``: read only those (plus ``received_at``); None reads every column."""
+        self.since, self.until = _utc(since), _utc(until)
+        self.version = version
+        self.bucket = settings.monitor_log_bucket
+        self.store = store or ObjectStore.from_settings(settings)
+        wanted = None if columns is None else {"received_at", *columns}
+        self.columns = list(LOG_SCHEMA.names) if wanted is None else [n for n in LOG_SCHEMA.names if n in wanted]
+        self._subset = wanted is not None
+        self._tables: dict[str, pa.Table] = {}
+
+    def refresh(self) -> int:
+        """Read the window's objects not read yet; how many there were."""
+        new = [
+            uri
+            for uri in log_objects(self.store, self.bucket, self.since, self.until, self.version)
+            if uri.key not in self._tables
+        ]
+        dictionary = [name for name in CATEGORICAL_COLUMNS if name in self.columns]
+        tables = read_tables(self.store, new, self.columns if self._subset else None, dictionary)
+        start = pa.scalar(self.since, type=pa.timestamp("ms", tz="UTC"))
+        end = pa.scalar(self.until, type=pa.timestamp("ms", tz="UTC"))
+        for uri, table in zip(new, tables, strict=True):
+            received = table.column("received_at")
+            self._tables[uri.key] = table.filter(pc.and_(pc.greater_equal(received, start), pc.less(received, end)))
+        return len(new)
+
+    def table(self) -> pa.Table:
+        """The rows read so far, as stored (halves written apart stay apart)."""
+        if not self._tables:
+            return pa.schema([LOG_SCHEMA.field(name) for name in self.columns]).empty_table()
+        table = pa.concat_tables(self._tables.values(), promote_options="default")
+        return table.select(self.columns)
+
+    def frame(self, columns: Iterable[str] | None = None) -> pd.DataFrame:
+        """The rows read so far, one per transaction (halves written apart joined again), as pandas.
+
+        ``columns``: only these of the columns read (None: all of them); halves are joined first, so those
+        columns need not include the join's (`JOIN_COLUMNS` must have been read, though).
+        """
+        table = self.table()
+        keep = list(table.column_names) if columns is None else [n for n in table.column_names if n in set(columns)]
+        matched = table.column("matched")
+        if pc.all(matched).as_py() is not False:  # nothing to join (or no rows): the usual case, one conversion
+            whole: pd.DataFrame = table.select(keep).to_pandas(split_blocks=True, self_destruct=True)
+            return whole
+        table = table.unify_dictionaries()  # both parts below get the same categories
+        alone = table.filter(pc.invert(matched)).to_pandas()
+        together: pd.DataFrame = table.filter(matched).select(keep).to_pandas(split_blocks=True, self_destruct=True)
+        frame = pd.concat([together, _rejoin_halves(alone)[keep]], ignore_index=True)
+        for name in CATEGORICAL_COLUMNS:
+            if name in frame.columns and not isinstance(frame[name].dtype, pd.CategoricalDtype):
+                frame[name] = frame[name].astype("category")
+        return frame
+
+
 def read_log_table(
     settings: Settings,
     since: datetime,
@@ -137,21 +211,9 @@ def read_log_table(
 
     For readers that aggregate columns without pandas; ``columns`` reads only those (plus ``received_at``).
     """
-    since, until = _utc(since), _utc(until)
-    store = store or ObjectStore.from_settings(settings)
-    wanted = None if columns is None else list(dict.fromkeys(["received_at", *columns]))
-    dictionary = [name for name in CATEGORICAL_COLUMNS if wanted is None or name in wanted]
-    objects = log_objects(store, settings.monitor_log_bucket, since, until, version)
-    tables = read_tables(store, objects, wanted, dictionary)
-    if not tables:
-        schema = LOG_SCHEMA if wanted is None else pa.schema([LOG_SCHEMA.field(name) for name in wanted])
-        return schema.empty_table()
-    table = pa.concat_tables(tables, promote_options="default")
-    received = table.column("received_at")
-    start = pa.scalar(since, type=pa.timestamp("ms", tz="UTC"))
-    end = pa.scalar(until, type=pa.timestamp("ms", tz="UTC"))
-    table = table.filter(pc.and_(pc.greater_equal(received, start), pc.less(received, end)))
-    return table.select(wanted or LOG_SCHEMA.names)
+    reader = LogReader(settings, since, until, version, store=store, columns=columns)
+    reader.refresh()
+    return reader.table()
 
 
 def read_log(
@@ -167,13 +229,15 @@ def read_log(
 
     Halves written apart (a request flushed as unmatched before its response came) are joined again here, so a
     transaction appears once. ``version`` keeps one model version's partition only. `CATEGORICAL_COLUMNS` come
-    as pandas Categorical. ``columns`` reads only those (plus what joining halves needs: `JOIN_COLUMNS`), in
-    `LOG_SCHEMA`'s order: a million rows' account names and ids are most of the log's size and time to read.
+    as pandas Categorical. ``columns`` gives only those, in `LOG_SCHEMA`'s order (what joining halves needs is
+    read too, and dropped after the join): a million rows' account names and request ids are most of the log's
+    size and of the time to make pandas objects of it.
     """
-    wanted = None if columns is None else [name for name in LOG_SCHEMA.names if name in {*columns, *JOIN_COLUMNS}]
-    table = read_log_table(settings, since, until, version, store=store, columns=wanted)
-    frame: pd.DataFrame = table.to_pandas(split_blocks=True, self_destruct=True)
-    return _rejoin_halves(frame)
+    reader = LogReader(
+        settings, since, until, version, store=store, columns=None if columns is None else [*columns, *JOIN_COLUMNS]
+    )
+    reader.refresh()
+    return reader.frame(columns)
 
 
 def _rejoin_halves(frame: pd.DataFrame) -> pd.DataFrame:

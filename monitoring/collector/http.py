@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Final, cast
 
@@ -45,6 +45,14 @@ class Response:
     body: bytes
     content_type: bytes = b"application/json"
     close: bool = False
+    wire: bytes | None = field(default=None, compare=False, repr=False)
+    """The whole keep-alive answer, encoded once (`constant`): the hot path writes it as is."""
+
+
+def constant(status: int, body: bytes) -> Response:
+    """A response sent many times (the collector's "stored"): its keep-alive bytes are built here, once."""
+    response = Response(status, body)
+    return Response(status, body, wire=encode_response(response, keep_alive=True))
 
 
 class Deferred:
@@ -231,7 +239,8 @@ class Connection(asyncio.Protocol):
         if self.closed or self.transport is None:
             return
         keep_alive = request.keep_alive and not response.close and not self.server.stopping
-        self.transport.write(encode_response(response, keep_alive))
+        wire = response.wire
+        self.transport.write(wire if keep_alive and wire is not None else encode_response(response, keep_alive))
         if not keep_alive:
             self.transport.close()
             self.closed = True

@@ -38,7 +38,7 @@ from fraud.settings import Settings
 from fraud.store import ObjectStore, S3Uri
 from monitoring.collector import events
 from monitoring.collector.events import BadEventError, Envelope, Kind
-from monitoring.collector.http import Deferred
+from monitoring.collector.http import Deferred, constant
 from monitoring.collector.http import Response as Answer
 from monitoring.collector.journal import Intent, Journal
 from monitoring.collector.keys import KeyIndex
@@ -54,8 +54,8 @@ MAX_BACKLOG: Final = 2_000_000
 _JOURNAL_COMPACT_BYTES: Final = 16 * 1024 * 1024
 _RETRY_MAX: Final = 30.0
 _PRUNE_SECONDS: Final = 3600.0
-STORED_ANSWER: Final = Answer(200, b'{"status":"stored"}')
-DUPLICATE_ANSWER: Final = Answer(200, b'{"status":"duplicate"}')
+STORED_ANSWER: Final = constant(200, b'{"status":"stored"}')
+DUPLICATE_ANSWER: Final = constant(200, b'{"status":"duplicate"}')
 
 
 class _Logged:
@@ -133,6 +133,8 @@ class Collector:
         self.wal.open(self._next_seq)
         self._track_segment(self.wal.active_segment)
         await self._retire_segments()
+        if self._ready:  # replayed pairs are already old: write them now, not after a flush interval
+            self._wake.set()
         self._loop_task = asyncio.create_task(self._flush_loop(), name="collector-flush")
         log.info(
             "collector ready: replayed %d events in %.1f s; %d halves wait for their partner; log in %s",
@@ -491,6 +493,8 @@ class Collector:
         segments = list_segments(self.directory)
         last_seq = -1
         flush_rows = self.settings.collector_flush_rows
+        writing: asyncio.Task[int] | None = None
+        """The flush being built and uploaded (in threads) while the next segment is read and joined here."""
         for segment in segments:
             self._track_segment(segment.id)
             last_seq = max(last_seq, segment.id - 1)
@@ -516,7 +520,12 @@ class Collector:
                     continue
                 self._place(envelope)
                 if len(self._ready) >= flush_rows:
-                    await self.flush(unmatched=False)
+                    if writing is not None:
+                        await writing  # one flush at a time: memory stays bounded by two flushes' events
+                    writing = asyncio.create_task(self.flush(unmatched=False))
+                    await asyncio.sleep(0)  # it takes the joined pairs now; its build runs while replay goes on
+        if writing is not None:
+            await writing
         self._next_seq = last_seq + 1
         for flush, envelopes in redo.items():
             log.info("redoing flush %d (%d events) interrupted before its commit", flush, len(envelopes))

@@ -13,7 +13,7 @@ import orjson
 import pandas as pd
 
 from fraud.store import ObjectStore, S3Uri
-from monitoring.inference_log import JOIN_COLUMNS, read_log
+from monitoring.inference_log import read_log
 
 from .conftest import Harness
 
@@ -109,8 +109,9 @@ def test_events_are_joined_into_one_row_per_transaction_partitioned_by_day_and_v
     assert list(batch.index) == [0, 1, 2] and list(batch["amount"]) == [150.0, 151.0, 152.0]
     assert list(batch["score"]) == [0.5, 0.51, 0.52] and set(batch["arm"]) == {"champion"}
 
-    subset = read_log(c.settings, *window(), columns=["amount"])  # only what a reader asks for (and the join's)
-    assert set(subset.columns) == {"amount", *JOIN_COLUMNS} and len(subset) == len(frame)
+    subset = read_log(c.settings, *window(), columns=["amount", "type"])  # only what a reader asks for
+    assert list(subset.columns) == ["type", "amount"] and len(subset) == len(frame)
+    assert isinstance(subset["type"].dtype, pd.CategoricalDtype)
 
     assert set(logged(c, version="4")["request_id"]) == {"happy-v2"}
     store = ObjectStore.from_settings(c.settings)
@@ -165,6 +166,9 @@ def test_a_half_without_its_partner_is_kept_as_unmatched_and_rejoined_when_the_p
     late = logged(c).set_index("request_id").loc[["late-partner"]]
     assert len(late) == 1, "read_log puts the two halves back together"
     assert bool(late["matched"].iloc[0]) and late["score"].iloc[0] == 0.09 and late["amount"].iloc[0] == 109.0
+    subset = read_log(c.settings, *window(), columns=["model_version", "amount", "score"])  # joined before the cut
+    assert list(subset.columns) == ["model_version", "amount", "score"] and len(subset) == len(logged(c))
+    assert isinstance(subset["model_version"].dtype, pd.CategoricalDtype)
 
 
 def test_bad_events_get_a_4xx_are_counted_and_do_not_disturb_the_collector(shared_collector: Harness) -> None:

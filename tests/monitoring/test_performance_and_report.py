@@ -4,8 +4,10 @@ daily report's numbers and page."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import pandas as pd
@@ -73,5 +75,15 @@ def test_daily_report_counts_outcomes_reasons_and_latency(world: World, tmp_path
     page = html.read_text()
     for heading in ("Volumes and decisions", "Fraud caught and missed", "Top reasons", "Drift", "Latency"):
         assert heading in page
-    assert page.count("data:image/png;base64,") == 2
+    # the two plots, inline SVG drawn from the JSON's numbers: each hour's bar holds that hour's rows
+    svgs = re.findall(r"<svg .*?</svg>", page, re.S)
+    assert [re.search(r"<title>(.*?)</title>", s).group(1) for s in svgs] == [  # type: ignore[union-attr]
+        "Volume by hour and decision",
+        "Score distribution",
+    ]
+    for svg in svgs:
+        ElementTree.fromstring(svg)  # well-formed
+    by_hour = data["volumes"]["by_hour"]
+    assert f"<title>7 allow: {by_hour['allow'][7]:,}</title>" in svgs[0]
+    assert sum(data["score_histogram"]["counts"]) == 20_000
     assert json.loads(numbers.read_text())["day"] == "2026-12-06"
