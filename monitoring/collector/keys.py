@@ -33,6 +33,8 @@ class KeyIndex:
     def __contains__(self, key: int) -> bool:
         if key in self.recent:
             return True
+        if not self._frozen:
+            return False
         probe = np.uint64(key)
         for keys in self._frozen:
             at = int(np.searchsorted(keys, probe))
@@ -45,6 +47,9 @@ class KeyIndex:
 
     def add(self, key: int) -> None:
         self.recent.add(key)
+
+    def add_many(self, keys: list[int]) -> None:
+        self.recent.update(keys)
 
     def load(self) -> None:
         """Read the saved keys within the horizon; delete older files."""

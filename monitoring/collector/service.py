@@ -45,6 +45,7 @@ from monitoring.collector.keys import KeyIndex
 from monitoring.collector.metrics import TYPES, CollectorMetrics
 from monitoring.collector.rows import Pair, label_tables, log_tables
 from monitoring.collector.wal import WriteAheadLog, list_segments, read_segment
+from monitoring.inference_log import LOG_PREFIX, PARQUET_OPTIONS
 from monitoring.labels import parse_labels_body
 
 log = logging.getLogger(__name__)
@@ -433,9 +434,12 @@ class Collector:
             tables = {**log_tables(pairs), **label_tables(posts)}
         for prefix, table in tables.items():
             sink = io.BytesIO()
-            pq.write_table(table, sink, compression="zstd")
+            if prefix.startswith(LOG_PREFIX):
+                pq.write_table(table, sink, **PARQUET_OPTIONS)
+            else:
+                pq.write_table(table, sink, compression="zstd")
             objects[prefix + name] = sink.getvalue()
-            if prefix.startswith("inference-log/"):
+            if prefix.startswith(LOG_PREFIX):
                 rows += table.num_rows
         return objects, rows
 
@@ -495,30 +499,30 @@ class Collector:
         flush_rows = self.settings.collector_flush_rows
         writing: asyncio.Task[int] | None = None
         """The flush being built and uploaded (in threads) while the next segment is read and joined here."""
-        for segment in segments:
+        reading = _read_task(segments[0].path) if segments else None
+        """The next segment being read and decoded (in a thread) while this one is joined."""
+        for index, segment in enumerate(segments):
             self._track_segment(segment.id)
             last_seq = max(last_seq, segment.id - 1)
-            envelopes, torn = await asyncio.to_thread(_read_envelopes, segment.path)
+            assert reading is not None
+            envelopes, torn = await reading
+            reading = _read_task(segments[index + 1].path) if index + 1 < len(segments) else None
             if torn:
                 log.warning("write-ahead segment %s ends in a torn record (never acknowledged)", segment.path.name)
             last_seq = max(last_seq, max((e.seq for e in envelopes), default=-1))
-            segment_keys = self._segment_keys[segment.id]
-            remember = self.keys.add
-            for envelope in envelopes:
-                if envelope.kind != Kind.LABELS:
-                    key = envelope.key or events.dedup_key(envelope.id, envelope.kind)
-                    remember(key)
-                    segment_keys.append(key)
-                seq = envelope.seq
-                if seq in committed:
-                    continue
-                self._outstanding[segment.id] += 1
-                self.recovered_events += 1
-                flush = redo_of.get(seq)
-                if flush is not None:
-                    redo[flush].append(envelope)
-                    continue
-                self._place(envelope)
+            keys = [
+                envelope.key or events.dedup_key(envelope.id, envelope.kind)
+                for envelope in envelopes
+                if envelope.kind != Kind.LABELS
+            ]
+            self.keys.add_many(keys)
+            self._segment_keys[segment.id].extend(keys)
+            todo, redone = _not_stored(envelopes, committed, redo_of, redo) if committed or redo_of else (envelopes, 0)
+            self._outstanding[segment.id] += len(todo) + redone
+            self.recovered_events += len(todo) + redone
+            place = self._place
+            for envelope in todo:
+                place(envelope)
                 if len(self._ready) >= flush_rows:
                     if writing is not None:
                         await writing  # one flush at a time: memory stays bounded by two flushes' events
@@ -546,6 +550,30 @@ def _garbage_collection_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def _not_stored(
+    envelopes: list[Envelope], committed: set[int], redo_of: dict[int, int], redo: dict[int, list[Envelope]]
+) -> tuple[list[Envelope], int]:
+    """After a crash mid-flush: the envelopes to join again, and how many went to ``redo`` (those of an open
+    intent: its flush is redone under its own number and keys); those of committed flushes are skipped."""
+    todo: list[Envelope] = []
+    redone = 0
+    for envelope in envelopes:
+        seq = envelope.seq
+        if seq in committed:
+            continue
+        flush = redo_of.get(seq)
+        if flush is None:
+            todo.append(envelope)
+        else:
+            redo[flush].append(envelope)
+            redone += 1
+    return todo, redone
+
+
+def _read_task(path: Path) -> asyncio.Task[tuple[list[Envelope], bool]]:
+    return asyncio.create_task(asyncio.to_thread(_read_envelopes, path))
 
 
 def _read_envelopes(path: Path) -> tuple[list[Envelope], bool]:

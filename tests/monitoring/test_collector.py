@@ -13,7 +13,7 @@ import orjson
 import pandas as pd
 
 from fraud.store import ObjectStore, S3Uri
-from monitoring.inference_log import read_log
+from monitoring.inference_log import JOIN_COLUMNS, LogReader, read_log
 
 from .conftest import Harness
 
@@ -169,6 +169,28 @@ def test_a_half_without_its_partner_is_kept_as_unmatched_and_rejoined_when_the_p
     subset = read_log(c.settings, *window(), columns=["model_version", "amount", "score"])  # joined before the cut
     assert list(subset.columns) == ["model_version", "amount", "score"] and len(subset) == len(logged(c))
     assert isinstance(subset["model_version"].dtype, pd.CategoricalDtype)
+
+
+def test_a_log_reader_reads_each_object_once_as_objects_land(shared_collector: Harness) -> None:
+    c = shared_collector
+    c.flush(unmatched=False)
+    reader = LogReader(c.settings, *window(), columns=["amount", *JOIN_COLUMNS])
+    reader.refresh()
+    before = len(reader.frame())
+    for i in range(7300, 7305):
+        assert c.send(f"follow-{i}", "request", v1_request(i)).status_code == 200
+        assert c.send(f"follow-{i}", "response", v1_response(i)).status_code == 200
+    amounts = [7400.0, 7401.0, 7402.0, 7403.0, 7404.0]
+    new_objects, deadline = 0, time.monotonic() + 30
+    while time.monotonic() < deadline:  # (the flush loop may have written some of them already)
+        c.flush()
+        new_objects += reader.refresh()
+        if int(reader.frame(["amount"])["amount"].isin(amounts).sum()) == 5:
+            break
+    assert new_objects >= 1 and reader.refresh() == 0, "an object is read once, when it is new"
+    frame = reader.frame(["amount"])
+    assert list(frame.columns) == ["amount"] and len(frame) == before + 5
+    assert len(frame) == len(logged(c)), "what a reader followed is what read_log reads at the end"
 
 
 def test_bad_events_get_a_4xx_are_counted_and_do_not_disturb_the_collector(shared_collector: Harness) -> None:
