@@ -18,9 +18,8 @@ import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -28,6 +27,9 @@ import pyarrow.parquet as pq
 from fraud.contracts import PAYSIM
 from fraud.settings import Settings
 from fraud.store import ObjectStore, S3Uri
+
+if TYPE_CHECKING:  # imported where frames are made: the collector writes the log without pandas
+    import pandas as pd
 
 LOG_PREFIX: Final = "inference-log"
 UNKNOWN_VERSION: Final = "unknown"
@@ -195,6 +197,8 @@ class LogReader:
         ``columns``: only these of the columns read (None: all of them); halves are joined first, so those
         columns need not include the join's (`JOIN_COLUMNS` must have been read, though).
         """
+        import pandas as pd
+
         table = self.table()
         keep = list(table.column_names) if columns is None else [n for n in table.column_names if n in set(columns)]
         matched = table.column("matched")
@@ -255,6 +259,8 @@ def read_log(
 
 def _rejoin_halves(frame: pd.DataFrame) -> pd.DataFrame:
     """Merge an unmatched request row and an unmatched response row of the same transaction into one row."""
+    import pandas as pd
+
     unmatched = frame.loc[~frame["matched"]]
     if unmatched.empty:
         return frame.reset_index(drop=True)

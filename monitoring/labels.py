@@ -22,11 +22,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -34,6 +33,9 @@ from fraud.errors import DataValidationError, SourceError
 from fraud.settings import Settings
 from fraud.store import ObjectStore, S3Uri
 from monitoring.inference_log import read_log, read_tables
+
+if TYPE_CHECKING:  # pandas is imported where frames are made: the collector parses label posts without it
+    import pandas as pd
 
 LABELS_PREFIX: Final = "labels"
 LABELS_SCHEMA: Final = pa.schema(
@@ -128,6 +130,8 @@ def parse_labels_body(body: bytes, default_time: datetime) -> pa.Table:
 # --- sources and writing ---------------------------------------------------------------------------------------
 def read_source(uri: str, settings: Settings, store: ObjectStore | None = None) -> pd.DataFrame:
     """A CSV or Parquet file of labels, local or ``s3://`` (by its suffix)."""
+    import pandas as pd
+
     name = uri.lower().removesuffix(".gz")
     if not name.endswith((".csv", ".parquet", ".pq")):
         raise SourceError(f"'{uri}': labels must be a .csv or .parquet file (columns request_id, row, isFraud)")
@@ -148,6 +152,8 @@ def read_source(uri: str, settings: Settings, store: ObjectStore | None = None) 
 
 
 def labels_from_frame(frame: pd.DataFrame, default_time: datetime) -> pa.Table:
+    import pandas as pd
+
     missing = {"request_id", "isFraud"} - set(frame.columns)
     if missing:
         raise DataValidationError(
@@ -244,6 +250,8 @@ def labelled_predictions(
 
     ``log`` reuses an inference-log frame already read (e.g. by drift code) instead of reading it again.
     """
+    import pandas as pd
+
     store = store or ObjectStore.from_settings(settings)
     maturity = settings.monitor_label_maturity_seconds if maturity_seconds is None else maturity_seconds
     as_of = (now or datetime.now(UTC)).astimezone(UTC)
