@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Build the Kubernetes test control plane from Go modules: kube-apiserver, kube-controller-manager, kube-scheduler,
-# etcd, kwok, the KServe manager and controller-gen, plus the KServe and Gateway API CRDs generated from their Go
-# types. There is no registry that ships kube-apiserver, and no Docker here, so the tier in tests/cluster runs
+# etcd, kwok, the KServe manager and controller-gen, plus the KServe, Gateway API and Prometheus Operator CRDs
+# generated from their Go types. There is no registry that ships kube-apiserver, and no Docker here, so the tier in tests/cluster runs
 # binaries built from the upstream modules the Go module proxy serves.
 #
-# Output: ${XDG_CACHE_HOME:-$HOME/.cache}/fraud-platform/k8s/<hash of versions.env>/{bin,crds}, outside the
-# repository. A piece already present is not rebuilt, so a second run takes seconds. Each piece is built in its own
+# Output: ${XDG_CACHE_HOME:-$HOME/.cache}/fraud-platform/k8s/<hash of versions.env>/{bin,crds,kwok}, outside the
+# repository. A piece already present is not rebuilt, so a second run takes seconds. Two kinds of keys:
+#   - versions.env (the control plane set: Kubernetes, etcd, kwok, KServe, controller-gen, Gateway API) names the
+#     directory, so changing a line there builds a fresh set and leaves the old one alone;
+#   - piece-versions.env (pieces added since, such as the Prometheus Operator CRDs): each piece writes a stamp of its
+#     own versions into its output directory and is regenerated only when that stamp differs, so adding a piece
+#     never invalidates the set already built. Each piece is built in its own
 # small wrapper module under .../src and moved into place only when complete, so an interrupted build never
 # leaves a half-written binary behind.
 #
@@ -16,8 +21,11 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VERSIONS_FILE="$HERE/versions.env"
+PIECES_FILE="$HERE/piece-versions.env"
 # shellcheck source=versions.env
 source "$VERSIONS_FILE"
+# shellcheck source=piece-versions.env
+source "$PIECES_FILE"
 
 KEY="$(sha256sum "$VERSIONS_FILE" | cut -c1-16)"
 ROOT="${FRAUD_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fraud-platform/k8s}/$KEY"
@@ -28,10 +36,19 @@ SRC="$ROOT/src"
 BINARIES=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok kserve-manager controller-gen)
 CRD_DIRS=(kserve gateway-api)
 
+# The pieces of piece-versions.env: output directory under crds/ and the stamp its .complete must hold.
+PROMETHEUS_OPERATOR_MODULE=github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring
+PROMETHEUS_OPERATOR_STAMP="$PROMETHEUS_OPERATOR_MODULE@v$PROMETHEUS_OPERATOR_VERSION controller-gen@v$CONTROLLER_TOOLS_VERSION"
+
+stamped() {  # stamped DIR STAMP: the piece in DIR is complete and was made from exactly these versions
+  [[ -f "$1/.complete" && "$(<"$1/.complete")" == "$2" ]]
+}
+
 complete() {
   local name
   for name in "${BINARIES[@]}"; do [[ -x "$BIN/$name" ]] || return 1; done
   for name in "${CRD_DIRS[@]}"; do [[ -f "$CRDS/$name/.complete" ]] || return 1; done
+  stamped "$CRDS/prometheus-operator" "$PROMETHEUS_OPERATOR_STAMP" || return 1
   [[ -f "$ROOT/kwok/stages.yaml" ]]
 }
 
@@ -234,6 +251,29 @@ if [[ ! -f "$CRDS/gateway-api/.complete" ]]; then
   touch "$CRDS/gateway-api.tmp/.complete"
   rm -rf "$CRDS/gateway-api" && mv "$CRDS/gateway-api.tmp" "$CRDS/gateway-api"
   timed "Gateway API CRDs"
+fi
+
+# --- Prometheus Operator CRDs (piece-versions.env) -------------------------------------------------------------------
+# ServiceMonitor, PrometheusRule and the rest of monitoring.coreos.com/v1, generated with the set's controller-gen from
+# the Operator's API module in a wrapper of its own (it pins its own k8s.io versions), as the Operator's Makefile does
+# (`controller-gen crd:crdVersions=v1 paths=./v1/.`; descriptions left out, as for the other CRDs here). The tier
+# installs ServiceMonitor and PrometheusRule, so the chart's monitoring objects meet their real schemas.
+if ! stamped "$CRDS/prometheus-operator" "$PROMETHEUS_OPERATOR_STAMP"; then
+  dir="$(wrapper prometheus-operator)"; cd "$dir"
+  step "$PROMETHEUS_OPERATOR_MODULE" "v$PROMETHEUS_OPERATOR_VERSION" "go get (module graph)"
+  go_net get "$PROMETHEUS_OPERATOR_MODULE@v$PROMETHEUS_OPERATOR_VERSION"
+  step "$PROMETHEUS_OPERATOR_MODULE" "v$PROMETHEUS_OPERATOR_VERSION" "controller-gen CRDs from v1 (controller-gen v$CONTROLLER_TOOLS_VERSION)"
+  rm -rf "$CRDS/prometheus-operator.tmp" && mkdir -p "$CRDS/prometheus-operator.tmp"
+  "$BIN/controller-gen" crd:crdVersions=v1,maxDescLen=0 paths="$PROMETHEUS_OPERATOR_MODULE/v1" \
+    output:crd:dir="$CRDS/prometheus-operator.tmp"
+  step "$PROMETHEUS_OPERATOR_MODULE" "v$PROMETHEUS_OPERATOR_VERSION" "check ServiceMonitor and PrometheusRule were generated"
+  for kind in servicemonitors prometheusrules; do
+    [[ -f "$CRDS/prometheus-operator.tmp/monitoring.coreos.com_$kind.yaml" ]] || {
+      echo "k8s-build: controller-gen wrote no monitoring.coreos.com_$kind.yaml" >&2; false; }
+  done
+  printf '%s' "$PROMETHEUS_OPERATOR_STAMP" >"$CRDS/prometheus-operator.tmp/.complete"
+  rm -rf "$CRDS/prometheus-operator" && mv "$CRDS/prometheus-operator.tmp" "$CRDS/prometheus-operator"
+  timed "Prometheus Operator CRDs"
 fi
 
 trap - ERR

@@ -20,8 +20,15 @@ import yaml
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 
-from .controlplane import ControlPlane, build_complete, build_root, remove_workdir, start_control_plane
-from .kserve import KServe, apply, start_kserve
+from .controlplane import (
+    ControlPlane,
+    ControlPlaneError,
+    build_complete,
+    build_root,
+    remove_workdir,
+    start_control_plane,
+)
+from .kserve import KServe, apply, install_crds, start_kserve
 
 HERE = Path(__file__).resolve().parent
 NOT_BUILT = (
@@ -29,6 +36,7 @@ NOT_BUILT = (
     "(needs Go >= 1.26 and the Go module proxy; ~40 min cold on 2 cores, then cached) to enable tests/cluster"
 )
 FAKE_NODES = ("kwok-node-0", "kwok-node-1")
+MONITORING_CRDS = ("prometheusrules.monitoring.coreos.com", "servicemonitors.monitoring.coreos.com")
 
 
 def _in_ci() -> bool:
@@ -63,6 +71,7 @@ class Cluster:
     api: client.ApiClient
     dynamic: DynamicClient
     nodes_ready_in_s: float
+    monitoring_crds_in_s: float
 
     @property
     def kubeconfig(self) -> Path:
@@ -153,8 +162,9 @@ def _create_fake_nodes(core: client.CoreV1Api) -> None:
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A real API server (etcd, RBAC, admission incl. Pod Security), controller manager, scheduler, kwok fake nodes
-    and KServe's manager with its webhooks, on 127.0.0.1, for the whole session; always torn down."""
+    """A real API server (etcd, RBAC, admission incl. Pod Security), controller manager, scheduler, kwok fake nodes,
+    KServe's manager with its webhooks and the Prometheus Operator's ServiceMonitor and PrometheusRule CRDs, on
+    127.0.0.1, for the whole session; always torn down."""
     if not build_complete():
         pytest.fail(f"CI=true and {NOT_BUILT}")  # only reached in CI: elsewhere the items were skipped
     workdir = tmp_path_factory.mktemp("k8s")
@@ -165,7 +175,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         _create_fake_nodes(client.CoreV1Api(api))
         nodes_ready_in_s = time.monotonic() - started
         kserve = start_kserve(plane, api)
-        yield Cluster(plane, kserve, api, DynamicClient(api), nodes_ready_in_s)
+        dynamic = DynamicClient(api)
+        started = time.monotonic()
+        # The Prometheus Operator's ServiceMonitor and PrometheusRule (no Operator runs): the chart's monitoring
+        # objects are then rendered (Helm sees the API) and validated by their real schemas.
+        installed = install_crds(dynamic, [plane.crds / "prometheus-operator"])
+        if sorted(installed) != sorted(MONITORING_CRDS):
+            raise ControlPlaneError(f"expected the CRDs {MONITORING_CRDS} in {plane.crds}, installed {installed}")
+        monitoring_crds_in_s = time.monotonic() - started
+        yield Cluster(plane, kserve, api, dynamic, nodes_ready_in_s, monitoring_crds_in_s)
     finally:
         plane.stop()
         remove_workdir(plane)

@@ -149,25 +149,32 @@ KSERVE_CRDS = {
     "clusterstoragecontainers",
 }
 """What the v1beta1 manager watches or reads; the LLM and local-model CRDs belong to other KServe controllers."""
+PROMETHEUS_OPERATOR_CRDS = {"servicemonitors", "prometheusrules"}
+"""The Prometheus Operator's kinds the chart writes (monitoring.enabled); its other CRDs are not installed."""
+INSTALLED = {
+    "gateway.networking.k8s.io": GATEWAY_API_STANDARD,
+    "serving.kserve.io": KSERVE_CRDS,
+    "monitoring.coreos.com": PROMETHEUS_OPERATOR_CRDS,
+}
+"""The CRDs the tier installs, by API group (kinds by plural)."""
 GATEWAY_API_APPROVAL = "https://github.com/kubernetes-sigs/gateway-api/pull/1538"
 """*.k8s.io groups need an API-review annotation; the Gateway API's release YAML carries it (its generator adds it
 outside the Go types, so controller-gen's output lacks it)."""
 
 
 def install_crds(dynamic: DynamicClient, directories: list[Path], timeout: float = 60.0) -> list[str]:
-    """Apply every CRD under the directories server-side and wait until each is Established; returns names."""
+    """Create the CRDs under the directories that the tier installs (`INSTALLED`) and wait until each is
+    Established; returns their names."""
     names: list[str] = []
     crds = dynamic.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
     for directory in directories:
         for path in sorted(directory.glob("*.yaml")):
             for doc in load_yaml_documents(path):
+                if doc["spec"]["names"]["plural"] not in INSTALLED.get(doc["spec"]["group"], set()):
+                    continue
                 if doc["spec"]["group"] == "gateway.networking.k8s.io":
-                    if doc["spec"]["names"]["plural"] not in GATEWAY_API_STANDARD:
-                        continue
                     annotations = doc["metadata"].setdefault("annotations", {})
                     annotations["api-approved.kubernetes.io"] = GATEWAY_API_APPROVAL
-                elif doc["spec"]["names"]["plural"] not in KSERVE_CRDS:
-                    continue
                 # Created, not server-side applied: field tracking of a 2 MB object costs minutes on 2 busy cores.
                 crds.create(body=doc)
                 names.append(doc["metadata"]["name"])

@@ -7,6 +7,8 @@ Deployment, under a token the API server issued for the controller's ServiceAcco
 weight lands in `spec.canary[0].trafficPercent` and KServe's canary status, the promotion makes the stable predictor
 the canary's (name, storage URI, version) with the canary gone and KServe serving it from the canary's Deployment,
 and the next canary's rollback removes it with the stable predictor unchanged and KServe deleting its Deployment.
+A `helm upgrade` racing the controller mid-rollout keeps the controller's split and state (the chart looks them up),
+and the rollout ends consistently from its persisted state.
 
 Stand-ins, each said where: no predictor container runs, so the evidence each window carries comes from the
 project's traffic simulator (`serving.canary.simulation`) instead of scraping the predictors' /metrics; the
@@ -22,12 +24,15 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import helm_python as helm
 import pytest
+import yaml
 from kubernetes import client, config
 
 from fraud.registry import CHAMPION, connect, set_alias, version_by_alias
@@ -47,8 +52,9 @@ REQUESTS_PER_WINDOW = 20_000
 WINDOW_SECONDS = 60.0
 
 
-@pytest.fixture(scope="module")
-def release(cluster: Cluster) -> Iterator[tuple[str, Obj]]:
+@contextmanager
+def controller_release(cluster: Cluster) -> Iterator[tuple[str, Obj]]:
+    """The chart's canary-controller value set installed in fresh namespaces; uninstalled and deleted afterwards."""
     namespace = create_namespace(cluster)
     kfp = create_namespace(cluster, f"{namespace}-kfp", restricted=False)
     values = ci_values("canary-controller")
@@ -60,6 +66,18 @@ def release(cluster: Cluster) -> Iterator[tuple[str, Obj]]:
         uninstall(cluster.kubeconfig, namespace)
         cluster.core.delete_namespace(namespace)
         cluster.core.delete_namespace(kfp)
+
+
+@pytest.fixture(scope="module")
+def release(cluster: Cluster) -> Iterator[tuple[str, Obj]]:
+    with controller_release(cluster) as installed:
+        yield installed
+
+
+@pytest.fixture
+def racing_release(cluster: Cluster) -> Iterator[tuple[str, Obj]]:
+    with controller_release(cluster) as installed:
+        yield installed
 
 
 @pytest.fixture
@@ -139,10 +157,16 @@ def assert_metrics_reachable_by_name(cluster: Cluster, runtime: ClusterRuntime, 
 
 
 def drive(
-    runtime: ClusterRuntime, state: RolloutState, scenario: str, cluster: Cluster, namespace: str
+    runtime: ClusterRuntime,
+    state: RolloutState,
+    scenario: str,
+    cluster: Cluster,
+    namespace: str,
+    *,
+    max_actions: int | None = None,
 ) -> tuple[RolloutState, list[Action]]:
-    """Feed the state machine simulated windows and let the runtime apply every action it returns, checking after
-    each weight that the InferenceService and KServe's canary status carry it."""
+    """Feed the state machine simulated windows and let the runtime apply every action it returns (up to
+    ``max_actions``), checking after each weight that the InferenceService and KServe's canary status carry it."""
     simulator = TrafficSimulator(*SCENARIOS[scenario], seed=7)
     now = max(time.time(), state.step_started_at)
     actions: list[Action] = []
@@ -158,7 +182,7 @@ def drive(
             (entry,) = get_isvc(cluster, namespace)["spec"]["canary"]
             assert entry["trafficPercent"] == action.weight
             wait_for(partial(canary_status_is, cluster, namespace, action.weight), f"KServe at {action.weight} %")
-        if state.terminal:
+        if state.terminal or len(actions) == max_actions:
             break
     return state, actions
 
@@ -251,3 +275,64 @@ def test_controller_promotes_then_rolls_back_the_next_canary(
     champion = version_by_alias(mlflow, registry.model_name, CHAMPION)
     assert champion is not None and str(champion.version) == "3"
     assert mlflow.get_model_version(registry.model_name, "4").tags["canary_outcome"] == "rolled_back"
+
+
+def manifest_isvc(release: dict[str, Any]) -> Obj:
+    """The InferenceService as Helm rendered it for a revision (its manifest), not as the API server holds it."""
+    (isvc,) = [doc for doc in yaml.safe_load_all(release["manifest"]) if doc and doc["kind"] == "InferenceService"]
+    return dict(isvc)
+
+
+def test_helm_upgrade_mid_rollout_keeps_the_controllers_split(
+    cluster: Cluster, racing_release: tuple[str, Obj], registry: Settings, tmp_path: Path
+) -> None:
+    """A `helm upgrade` of an unrelated value while the controller has the canary at 25 % (the chart's value is 5):
+    the chart renders the live weight (its lookup of the controller's state), so the upgrade succeeds without
+    touching the split or the state; the rollout then goes on from its persisted state to a promotion that registry
+    and InferenceService agree on; and an upgrade still enabling the promoted canary is refused, naming what to set."""
+    namespace, values = racing_release
+    kubeconfig = service_account_kubeconfig(cluster, namespace, CONTROLLER, tmp_path / "controller.kubeconfig")
+    as_controller = client.CustomObjectsApi(config.new_client_from_config(config_file=str(kubeconfig)))
+    wait_for(lambda: f"{ISVC}-challenger-predictor" in deployments(cluster, namespace), "the canary Deployment")
+    run_chart_controller(values, namespace, kubeconfig, registry)
+    runtime = ClusterRuntime(registry, namespace, ISVC, api=as_controller)
+    loaded = runtime.load_state()
+    assert loaded is not None and loaded.weight == 5
+    state, actions = drive(runtime, loaded, "same_model", cluster, namespace, max_actions=1)
+    assert [(a.kind, a.weight) for a in actions] == [(ActionKind.SET_WEIGHT, 25)]
+    before = get_isvc(cluster, namespace)
+
+    # The operator bumps MLflow's worker count; the values still enable the canary at the chart's 5 %.
+    upgraded = copy.deepcopy(values)
+    upgraded["mlflow"] = {"workers": 3}
+    assert upgraded["predictor"]["canary"]["trafficPercent"] == 5
+    release = upgrade(cluster.kubeconfig, namespace, upgraded)
+    assert (release["revision"], release["status"]) == (2, "deployed")
+    assert [c["trafficPercent"] for c in manifest_isvc(release)["spec"]["canary"]] == [25]
+    after = get_isvc(cluster, namespace)
+    assert after["spec"]["canary"] == before["spec"]["canary"]
+    assert after["metadata"]["annotations"][STATE_ANNOTATION] == before["metadata"]["annotations"][STATE_ANNOTATION]
+    mlflow = client.AppsV1Api(cluster.api).read_namespaced_deployment(f"{RELEASE}-mlflow", namespace)
+    args = mlflow.spec.template.spec.containers[0].args
+    assert args[args.index("--workers") + 1] == "3", args  # the unrelated change did land
+    wait_for(partial(canary_status_is, cluster, namespace, 25), "KServe's canary status still at 25 %")
+
+    # The rollout goes on from the state it persisted: 50 %, then the promotion.
+    resumed = runtime.load_state()
+    assert resumed is not None and (resumed.phase, resumed.weight) == (Phase.PROGRESSING, 25)
+    state, actions = drive(runtime, resumed, "same_model", cluster, namespace)
+    assert [(a.kind, a.weight) for a in actions] == [(ActionKind.SET_WEIGHT, 50), (ActionKind.PROMOTE, 100)]
+    assert state.phase is Phase.PROMOTED and state.pending_action is None
+    spec = get_isvc(cluster, namespace)["spec"]
+    assert "canary" not in spec and spec["predictor"]["name"] == "challenger"
+    assert env_of(spec["predictor"])["FRAUD_MODEL_VERSION"] == "3"
+    champion = version_by_alias(connect(registry), registry.model_name, CHAMPION)
+    assert champion is not None and str(champion.version) == "3"
+
+    # The same values again would bring the promoted version back as a canary beside the old stable: refused at
+    # render time (no revision is written), the promotion untouched.
+    with pytest.raises(helm.HelmError) as refused:
+        upgrade(cluster.kubeconfig, namespace, upgraded)
+    assert "the canary controller promoted version 3" in str(refused.value)
+    assert "predictor.variantName=challenger" in str(refused.value)
+    assert get_isvc(cluster, namespace)["spec"] == spec

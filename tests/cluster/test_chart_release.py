@@ -1,13 +1,14 @@
 """The Helm chart installed on a real API server: admission, Pod Security, upgrade and uninstall.
 
 Given namespaces that enforce the `restricted` Pod Security level, when the chart is installed with Helm's own
-engine for each value set (defaults, canary, payload logger, existing Secret, monitoring, canary controller), then
-the API server accepts every object (core validation, CRD schemas, KServe's webhooks), every pod the chart or KServe
-creates is admitted, an upgrade toggles the canary on and off, and an uninstall leaves nothing of the release
-behind, checked over every namespaced kind the API server's discovery lists.
+engine for each value set (defaults, canary, payload logger, existing Secret, monitoring, canary controller,
+promoted, PostgreSQL backend), then the API server accepts every object (core validation, CRD schemas, KServe's
+webhooks), every pod the chart or KServe creates is admitted, an upgrade toggles the canary on and off, and an
+uninstall leaves nothing of the release behind, checked over every namespaced kind the API server's discovery lists
+(the Prometheus Operator's ServiceMonitor and PrometheusRule included: their CRDs are installed).
 
 The value sets are installed side by side, each in its own namespace with its own KFP namespace (the chart writes
-the pipeline Secret and ConfigMap there under fixed names), so the six releases take the time of one.
+the pipeline Secret and ConfigMap there under fixed names), so the eight releases take the time of one.
 """
 
 from __future__ import annotations
@@ -38,7 +39,16 @@ from .helm_release import (
 )
 
 ISVC = "fraud-detector"
-INSTALLED_SETS = ("default", "canary", "logger", "existing-secret", "monitoring", "canary-controller")
+INSTALLED_SETS = (
+    "default",
+    "canary",
+    "logger",
+    "existing-secret",
+    "monitoring",
+    "canary-controller",
+    "promoted",
+    "postgresql",
+)
 ALL_SETS = ("default", *sorted(path.name.removesuffix("-values.yaml") for path in CI_VALUES.glob("*-values.yaml")))
 
 
@@ -52,19 +62,30 @@ def values_for(name: str) -> Obj:
     return {} if name == "default" else ci_values(name)
 
 
-def create_existing_secret(cluster: Cluster, namespace: str, values: Obj) -> None:
-    """The operator-managed MinIO Secret the existing-secret value set names."""
-    auth = values["minio"]["auth"]
-    data = {auth["userKey"]: "operator-user", auth["passwordKey"]: "operator-password-0123456789"}
+def create_secret(cluster: Cluster, namespace: str, name: str, data: dict[str, str]) -> None:
     cluster.core.create_namespaced_secret(
         namespace,
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": auth["existingSecret"]},
+            "metadata": {"name": name},
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
         },
     )
+
+
+def create_operator_secrets(cluster: Cluster, namespace: str, values: Obj) -> None:
+    """The Secrets a value set expects the operator to have made before the install: MinIO's keys
+    (existing-secret) and the PostgreSQL URI of MLflow's backend (postgresql), as their values files describe."""
+    auth = values.get("minio", {}).get("auth", {})
+    if auth.get("existingSecret"):
+        data = {auth["userKey"]: "operator-user", auth["passwordKey"]: "operator-password-0123456789"}
+        create_secret(cluster, namespace, auth["existingSecret"], data)
+    backend = values.get("mlflow", {}).get("backend", {})
+    if backend.get("type") == "postgresql":
+        uri = "postgresql://mlflow:operator-password@postgres.db.svc.cluster.local:5432/mlflow"
+        postgresql = backend["postgresql"]
+        create_secret(cluster, namespace, postgresql["existingSecret"], {postgresql["uriKey"]: uri})
 
 
 def kserve_deployments(values: Obj) -> set[str]:
@@ -120,8 +141,7 @@ def release_cycle(cluster: Cluster, value_set: str) -> None:
     try:
         values = copy.deepcopy(values_for(value_set))
         values.setdefault("pipelines", {})["namespace"] = kfp
-        if value_set == "existing-secret":
-            create_existing_secret(cluster, namespace, values)
+        create_operator_secrets(cluster, namespace, values)
         release = install(cluster.kubeconfig, namespace, values)
         installed = True
         assert release["status"] == "deployed", release

@@ -49,7 +49,7 @@ def test_version_is_stamped(cluster: Cluster) -> None:
     print(
         f"control plane {info.git_version}: started in {cluster.plane.started_in_s:.1f} s, fake nodes Ready in "
         f"{cluster.nodes_ready_in_s:.1f} s, KServe (CRDs, config, manager, webhooks) in "
-        f"{cluster.kserve.started_in_s:.1f} s"
+        f"{cluster.kserve.started_in_s:.1f} s, Prometheus Operator CRDs in {cluster.monitoring_crds_in_s:.1f} s"
     )
 
 
