@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Build the Kubernetes test control plane from Go modules: kube-apiserver, kube-controller-manager, kube-scheduler,
 # etcd, kwok, the KServe manager and controller-gen, plus the KServe, Gateway API and Prometheus Operator CRDs
-# generated from their Go types. There is no registry that ships kube-apiserver, and no Docker here, so the tier in tests/cluster runs
-# binaries built from the upstream modules the Go module proxy serves.
+# generated from their Go types. There is no registry that ships kube-apiserver, and no Docker here, so the tier in
+# tests/cluster runs binaries built from the upstream modules the Go module proxy serves.
 #
 # Output: ${XDG_CACHE_HOME:-$HOME/.cache}/fraud-platform/k8s/<hash of versions.env>/{bin,crds,kwok}, outside the
 # repository. A piece already present is not rebuilt, so a second run takes seconds. Two kinds of keys:
 #   - versions.env (the control plane set: Kubernetes, etcd, kwok, KServe, controller-gen, Gateway API) names the
 #     directory, so changing a line there builds a fresh set and leaves the old one alone;
 #   - piece-versions.env (pieces added since, such as the Prometheus Operator CRDs): each piece writes a stamp of its
-#     own versions into its output directory and is regenerated only when that stamp differs, so adding a piece
-#     never invalidates the set already built. Each piece is built in its own
-# small wrapper module under .../src and moved into place only when complete, so an interrupted build never
-# leaves a half-written binary behind.
+#     own versions into its output directory and is regenerated only when that stamp differs, so adding or bumping
+#     such a piece never invalidates the set already built.
+# Each piece is built in its own small wrapper module under .../src and moved into place only when complete, so an
+# interrupted build never leaves a half-written binary behind.
 #
 # Usage: hack/k8s/build.sh            build what is missing, printing progress and the time each piece took
 #        hack/k8s/build.sh --print-dir print the cache directory for these versions (builds nothing)
