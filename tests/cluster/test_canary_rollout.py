@@ -6,9 +6,10 @@ Deployment, under a token the API server issued for the controller's ServiceAcco
 (`serving.canary.cluster.ClusterRuntime`, same identity) then applies the state machine's decisions, then each
 weight lands in `spec.canary[0].trafficPercent` and KServe's canary status, the promotion makes the stable predictor
 the canary's (name, storage URI, version) with the canary gone and KServe serving it from the canary's Deployment,
-and the next canary's rollback removes it with the stable predictor unchanged and KServe deleting its Deployment.
-A `helm upgrade` racing the controller mid-rollout keeps the controller's split and state (the chart looks them up),
-and the rollout ends consistently from its persisted state.
+and the next canary's rollback removes it with the stable predictor unchanged and KServe deleting its Deployment;
+an upgrade that would undo the promotion or the rollback is refused by the chart. A `helm upgrade` racing the
+controller mid-rollout keeps the controller's split and state (the chart looks them up), and the rollout ends
+consistently from its persisted state.
 
 Stand-ins, each said where: no predictor container runs, so the evidence each window carries comes from the
 project's traffic simulator (`serving.canary.simulation`) instead of scraping the predictors' /metrics; the
@@ -275,6 +276,13 @@ def test_controller_promotes_then_rolls_back_the_next_canary(
     champion = version_by_alias(mlflow, registry.model_name, CHAMPION)
     assert champion is not None and str(champion.version) == "3"
     assert mlflow.get_model_version(registry.model_name, "4").tags["canary_outcome"] == "rolled_back"
+    # An upgrade with the same values would bring the rolled-back version back as a canary no rollout drives:
+    # refused at render time, nothing changed.
+    with pytest.raises(helm.HelmError) as refused:
+        upgrade(cluster.kubeconfig, namespace, next_values)
+    assert "the canary controller rolled version 4 back" in str(refused.value)
+    assert "predictor.canary.enabled=false" in str(refused.value)
+    assert get_isvc(cluster, namespace)["spec"] == spec
 
 
 def manifest_isvc(release: dict[str, Any]) -> Obj:
