@@ -56,7 +56,14 @@ from scipy import stats as scipy_stats  # noqa: E402
 
 from serving.canary.analysis import CHECKS, AnalysisConfig, AnalysisState, CheckStatus, judge, update  # noqa: E402
 from serving.canary.rollout import Phase, RolloutSpec  # noqa: E402
-from serving.canary.simulation import SCENARIOS, ArmModel, Traffic, TrafficSimulator, simulate_rollout  # noqa: E402
+from serving.canary.simulation import (  # noqa: E402
+    SCENARIOS,
+    ArmModel,
+    Load,
+    Traffic,
+    TrafficSimulator,
+    simulate_rollout,
+)
 
 RATE = 100.0
 WINDOW_SECONDS = 10.0
@@ -70,18 +77,33 @@ class Scenario:
     champion: ArmModel
     challenger: ArmModel
     traffic: Traffic = DEFAULT_TRAFFIC
-    spike: bool = False
+    load: str = "steady"
+    """``steady``; ``spike``: latency x3 on both arms from the 8th to the 17th window (the 5 % and 25 % steps at
+    default settings); ``stalls``: in 5 % of windows one process, either arm at random, stalls (latency x20)."""
 
 
-def _spike(index: int) -> float:
-    """Latency x3 on both arms from the 8th to the 17th window (the 5 % and 25 % steps at default settings)."""
-    return 3.0 if 7 <= index < 17 else 1.0
+def _load(scenario: Scenario, seed: int) -> Callable[[int], Load]:
+    """Window index -> the latency factor(s) of that window, for one seed of a scenario."""
+    if scenario.load == "spike":
+        return lambda index: 3.0 if 7 <= index < 17 else 1.0
+    if scenario.load == "stalls":
+        rng = np.random.default_rng(1_000_003 + seed)
+        stalled, on_challenger = rng.random(1000) < 0.05, rng.random(1000) < 0.5
+
+        def stalls(index: int) -> Load:
+            if not stalled[index]:
+                return 1.0
+            return (1.0, 20.0) if on_challenger[index] else (20.0, 1.0)
+
+        return stalls
+    return lambda _: 1.0
 
 
 HARMLESS = [
     Scenario("A/A same model", "the same model on both arms", *SCENARIOS["same_model"]),
     Scenario("equal quality", "two different models of equal quality", *SCENARIOS["equal_quality"]),
-    Scenario("A/A + load spike", "same model, latency x3 on both arms", *SCENARIOS["same_model"], spike=True),
+    Scenario("A/A + load spike", "same model, latency x3 on both arms", *SCENARIOS["same_model"], load="spike"),
+    Scenario("A/A + stalls", "same model, one process stalls now and then", *SCENARIOS["same_model"], load="stalls"),
 ]
 BROKEN = [
     Scenario("blocks 0.04->0.16%", "block threshold broken, 4x the block rate", *SCENARIOS["blocks_4x"]),
@@ -94,6 +116,9 @@ BROKEN = [
     ),
     Scenario("scores logit+0.5", "every score moved up by 0.5 in logit", *SCENARIOS["scores_up"]),
     Scenario("latency +20ms", "20 ms added to every challenger request", *SCENARIOS["latency_up"]),
+    Scenario(
+        "latency +250ms", "250 ms added to every challenger request", ArmModel(), ArmModel(extra_latency_ms=250.0)
+    ),
     Scenario("errors 0.1->2%", "2 % of challenger requests fail", *SCENARIOS["errors_up"]),
 ]
 
@@ -121,8 +146,8 @@ def naive_p_values(state: AnalysisState, step_requests: tuple[int, int], share: 
     """Fixed-sample one-sided p-values of every check on the data so far, as a naive analysis computes them.
 
     Split evidence: Fisher's exact test on the pooled 2x2 table; paired: the sign test on discordant pairs;
-    scores: the smaller p over the quantile levels, times their number; sample ratio: a two-sided binomial test
-    on the current step.
+    scores and latency: the smallest p over the quantile levels, times their number (latency: every request an
+    independent draw, no cap per window); sample ratio: a two-sided binomial test on the current step.
     """
 
     def split(key: str) -> float:
@@ -136,9 +161,11 @@ def naive_p_values(state: AnalysisState, step_requests: tuple[int, int], share: 
         return float(scipy_stats.binom.sf(e.challenger_events - 1, e.challenger_events + e.champion_events, 0.5))
 
     result: dict[str, float] = {}
-    for key in ("errors", "latency"):
-        if key in state.evidence:
-            result[key] = split(key)
+    if "errors" in state.evidence:
+        result["errors"] = split("errors")
+    latency = [k for k in state.evidence if k.startswith("latency/") and not k.endswith("/capped")]
+    if latency:
+        result["latency"] = min(1.0, min(split(k) for k in latency) * len(latency))
     for check in ("blocks", "reviews"):
         p = [paired(k) for k in (f"{check}/paired",) if k in state.evidence]
         p += [split(k) for k in (f"{check}/split",) if k in state.evidence]
@@ -158,6 +185,7 @@ def fixed_schedule_run(scenario: Scenario, seed: int, spec: RolloutSpec) -> tupl
     """Shadow then each weighted step for the requests the state machine needs at its minimums; returns whether
     the naive test and the zero-tolerance anytime-valid test would have rolled back at some window."""
     simulator = TrafficSimulator(scenario.champion, scenario.challenger, scenario.traffic, seed=seed)
+    load = _load(scenario, seed)
     per_window = round(RATE * WINDOW_SECONDS)
     windows_per_step = math.ceil(max(spec.min_requests, spec.min_seconds * RATE) / per_window)
     phases = ([0] if spec.shadow else []) + list(spec.weighted_steps)
@@ -168,8 +196,7 @@ def fixed_schedule_run(scenario: Scenario, seed: int, spec: RolloutSpec) -> tupl
     for weight in phases:
         step_challenger = step_total = 0
         for _ in range(windows_per_step):
-            load = _spike(index) if scenario.spike else 1.0
-            window = simulator.window(now, WINDOW_SECONDS, per_window, weight, shadow=weight == 0, load=load)
+            window = simulator.window(now, WINDOW_SECONDS, per_window, weight, shadow=weight == 0, load=load(index))
             now, index = now + WINDOW_SECONDS, index + 1
             if weight:
                 step_challenger += window.challenger.requests
@@ -197,9 +224,8 @@ class Outcome:
 
 def rollout(scenario: Scenario, seed: int, spec: RolloutSpec, max_windows: int = 400) -> Outcome:
     simulator = TrafficSimulator(scenario.champion, scenario.challenger, scenario.traffic, seed=seed)
-    load: Callable[[int], float] = _spike if scenario.spike else (lambda _: 1.0)
     result = simulate_rollout(
-        spec, simulator, rate=RATE, window_seconds=WINDOW_SECONDS, load=load, max_windows=max_windows
+        spec, simulator, rate=RATE, window_seconds=WINDOW_SECONDS, load=_load(scenario, seed), max_windows=max_windows
     )
     state = result.state
     last = state.history[-1]
@@ -221,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         "--broken-seeds", type=int, default=200, help="simulated rollouts per broken scenario and variant (default 200)"
     )
     parser.add_argument("--skip-naive", action="store_true", help="skip the naive and zero-tolerance comparison")
+    parser.add_argument(
+        "--naive-all",
+        action="store_true",
+        help="compare with the naive and zero-tolerance tests on every harmless scenario (default: A/A only)",
+    )
     parser.add_argument("--skip-harmless", action="store_true", help="skip the harmless scenarios (A/A and co.)")
     parser.add_argument(
         "--variants",
@@ -246,11 +277,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{'scenario':<20} {'anytime-valid (default)':>28} {'anytime-valid, 0 tolerance':>28} "
             f"{'naive, every look':>28}"
         )
-    for scenario in [] if args.skip_harmless else HARMLESS:
+    for index, scenario in enumerate([] if args.skip_harmless else HARMLESS):
         outcomes = [rollout(scenario, seed, spec) for seed in range(args.seeds)]
         rolled = sum(o.phase is Phase.ROLLED_BACK for o in outcomes)
         promoted = sum(o.phase is Phase.PROMOTED for o in outcomes)
-        if args.skip_naive:
+        if args.skip_naive or (index and not args.naive_all):
             naive_text = zero_text = "-"
         else:
             pairs = [fixed_schedule_run(scenario, seed, spec) for seed in range(args.seeds)]

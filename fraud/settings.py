@@ -261,11 +261,35 @@ class Settings(BaseSettings):
     canary_label_gate: bool = Field(
         default=False, description="Promotion needs the delayed-label check to pass (never promotes without labels)."
     )
+    canary_latency_tolerance_ratio: float = Field(
+        default=0.2,
+        ge=0,
+        description=(
+            "Relative floor of a latency harm: a challenger request counts as slower than the champion's only "
+            "beyond 1 + this times its latency (0.2: 20 percent slower is harmless)."
+        ),
+    )
+    canary_latency_tolerance_ms: float = Field(
+        default=10.0,
+        ge=0,
+        description=(
+            "Absolute floor of a latency harm, in milliseconds: a challenger request counts as slower only beyond "
+            "this many ms more than the champion's as well, so a few ms of jitter on a busy machine never roll back."
+        ),
+    )
+    canary_warmup_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description=(
+            "Analysis windows that start before the challenger has served this many seconds (from the rollout's "
+            "start) do not count for the latency check: start-up, cold caches and a controller still starting."
+        ),
+    )
     canary_collector_url: str | None = Field(
         default=None,
         description=(
             "Where the splitter sends CloudEvents of every request and response (unset: FRAUD_COLLECTOR_URL when "
-            "set, else nowhere)."
+            "set, else the local stack's collector on FRAUD_STACK_HOST:FRAUD_COLLECTOR_PORT)."
         ),
     )
     canary_report_bucket: str | None = Field(

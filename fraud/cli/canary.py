@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from fraud.cli.ui import console, err_console
@@ -149,24 +150,43 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON 
     )
     if summary["reason"]:
         console.print(f"reason: {summary['reason']}", highlight=False)
-    table = Table("check", "status", "statistic", "interval", "n", "reason")
-    for name, check in summary["check_details"].items():
+    console.print(checks_table(summary["check_details"]))
+    console.print(checks_reasons(summary["check_details"]))
+
+
+def checks_table(checks: dict[str, dict[str, Any]]) -> Table:
+    """Each check's verdict, statistic, interval and sample, narrow enough for an 80-column log (reasons apart)."""
+    table = Table(
+        "check", "status", "statistic", "interval", "n", box=box.SIMPLE_HEAD, caption="n: challenger / champion"
+    )
+    for name, check in checks.items():
         colour = {"pass": "green", "fail": "red"}.get(check["status"], "yellow")
         statistic = check.get("statistic")
         interval = check.get("interval")
+        sample = check.get("sample_size") or {}
         table.add_row(
             name,
             f"[{colour}]{check['status']}[/]",
             "–" if statistic is None else f"{statistic:.3g}",
-            "–" if not interval else f"[{_num(interval[0])}, {_num(interval[1])}]",
-            str(sum((check.get("sample_size") or {}).values())),
-            check.get("reason", ""),
+            "–" if not interval else f"[{_num(interval[0])}, {_num(interval[1], '∞')}]",
+            f"{sample.get('challenger', 0):,} / {sample.get('champion', 0):,}",
         )
-    console.print(table)
+    return table
 
 
-def _num(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3g}"
+def checks_reasons(checks: dict[str, dict[str, Any]]) -> Table:
+    """Why each check says what it says: one entry per check, long reasons wrapped under themselves."""
+    reasons = Table.grid(padding=(0, 1))
+    reasons.add_column(no_wrap=True, style="bold")
+    reasons.add_column(overflow="fold")
+    for name, check in checks.items():
+        reasons.add_row(f"{name}:", check.get("reason", ""))
+    return reasons
+
+
+def _num(value: float | None, missing: str = "–") -> str:
+    """A figure in three digits; `missing` for none (an unbounded interval end is written as none)."""
+    return missing if value is None else f"{value:.3g}"
 
 
 def _manual(command: str) -> None:
@@ -290,7 +310,7 @@ def controller(
     import logging
 
     from serving.canary.cluster import ClusterRuntime, run_cluster_controller
-    from serving.canary.local import parse_steps
+    from serving.canary.local import analysis_from_settings, parse_steps
 
     logging.getLogger().setLevel(logging.INFO)
     settings = get_settings()
@@ -300,6 +320,7 @@ def controller(
         "min_seconds": settings.canary_min_seconds if min_seconds is None else min_seconds,
         "max_inconclusive_seconds": settings.canary_max_inconclusive_seconds,
         "label_gate": settings.canary_label_gate,
+        "analysis": analysis_from_settings(settings),
     }
     runtime = ClusterRuntime(settings, namespace, inference_service, metrics_port=metrics_port)
     state = run_cluster_controller(runtime, overrides, interval=interval or settings.canary_interval_seconds, once=once)

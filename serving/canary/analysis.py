@@ -6,8 +6,15 @@ never with fixed thresholds, so whatever hits both arms at once (a load spike, a
 Checks (`CHECKS`), each one-sided where the question is harm (an improvement never fails a check):
 
 - ``errors``: failed requests, challenger vs champion (Fisher noncentral hypergeometric on the split).
-- ``latency``: share of each arm's requests above the window's pooled p99, after discounting the challenger's
-  latencies by the tolerance (``latency_tolerance_ratio``, ``latency_tolerance_ms``).
+- ``latency``: share of each arm's requests above the window's pooled quantiles ``latency_quantiles`` (p50, p90,
+  p99 mixed, as the score check mixes its quantiles: the body carries the power, the tail the stalls), after the
+  practical minimum effect is taken off the challenger's latencies: only a request slower than the champion's by
+  more than ``latency_tolerance_ratio`` *and* more than ``latency_tolerance_ms`` counts as harm. Windows that start
+  before the challenger has served for ``warmup_seconds`` do not count (start-up, cold caches, a controller still
+  starting). Requests of one window are not independent on a busy machine (a stall or a queue hits one process
+  at a time), so one window can multiply the latency evidence by at most ``latency_window_cap``, and the check
+  passes only after enough counted windows that a challenger beyond the tolerance in each of them would have
+  failed (`latency_windows_to_fail`).
 - ``blocks`` / ``reviews``: decision rates. In shadow, discordant pairs of the same transactions (sign test);
   in weighted steps, the split of decisions between arms given the rows each scored (exact at 0.04 %).
 - ``scores``: the upper tail of the score distribution: share above the pooled quantiles ``score_quantiles``
@@ -19,7 +26,8 @@ Error control: the rollout's overall chance of a wrongful failure is at most ``a
 evenly over the checks (``alpha / len(CHECKS)``). A check with two modes multiplies the test martingales of its
 paired and its split evidence (their product is again a test martingale: the evidence of shadow and of the
 weighted steps adds up instead of splitting the budget). Within a test, looks are free: the p-values are
-always valid.
+always valid. The latency check's cap keeps it a test supermartingale (each window's likelihood ratio is only
+ever lowered), so it keeps that guarantee and adds robustness to what the per-request model ignores.
 
 A check *fails* when its always-valid p-value reaches its alpha; it then stays failed. It *passes* when it has
 at least ``min_samples`` challenger observations in the current mode and has not failed: "no harm found with
@@ -99,12 +107,20 @@ class AnalysisConfig:
     """Largest harmless odds ratio of a score above the pooled upper quantiles."""
     score_quantiles: tuple[float, ...] = (0.9, 0.99)
     """Pooled quantiles whose exceedance the score check compares: the body's top and the alerting tail."""
-    latency_quantile: float = 0.99
-    """Pooled latency quantile whose exceedance the latency check compares (p99)."""
+    latency_quantiles: tuple[float, ...] = (0.5, 0.9, 0.99)
+    """Pooled latency quantiles whose exceedances the latency check compares, mixed (p50, p90, p99)."""
     latency_tolerance_ratio: float = 0.2
-    """Challenger latencies are divided by 1 + this before the comparison: +20 % is harmless."""
-    latency_tolerance_ms: float = 2.0
-    """... after subtracting this many milliseconds: a couple of ms are harmless whatever the ratio."""
+    """Relative floor of a latency harm: a challenger request counts as slower only beyond 1 + this times the
+    champion's latency (+20 % is harmless)."""
+    latency_tolerance_ms: float = 10.0
+    """Absolute floor of a latency harm, milliseconds: ... and only beyond this many ms more (jitter of a few ms
+    on a busy machine never fails the check, whatever the ratio)."""
+    latency_window_cap: float = 4.0
+    """The most one window can multiply the latency evidence by: requests within a window are not independent
+    draws on a busy machine (a stall hits one process at a time), so no single window decides."""
+    warmup_seconds: float = 30.0
+    """Windows starting before the challenger has served this long (since the rollout started) do not count
+    for latency."""
     sample_ratio_tolerance: float = 2**0.25
     """Largest harmless odds ratio between the observed and the configured challenger share (either way)."""
     alert_budget: float = 0.005
@@ -132,11 +148,7 @@ class AnalysisConfig:
                 f"shadow_detectable_ratio: {self.shadow_detectable_ratio} must exceed decision_tolerance "
                 f"{self.decision_tolerance} (a harm within the tolerance is never detected)"
             )
-        for q in (*self.score_quantiles, self.latency_quantile):
-            if not 0.0 < q < 1.0:
-                raise ValueError(f"quantile {q} must lie strictly between 0 and 1")
-        if not self.score_quantiles:
-            raise ValueError("score_quantiles: at least one quantile is needed")
+        self._check_quantiles_and_latency()
         if not 0.0 < self.alert_budget < 1.0:
             raise ValueError(f"alert_budget: {self.alert_budget} must lie strictly between 0 and 1")
 
@@ -146,20 +158,44 @@ class AnalysisConfig:
             raise ValueError(f"unknown check {check!r}; the checks are {', '.join(CHECKS)}")
         return self.alpha / len(CHECKS)
 
+    def _check_quantiles_and_latency(self) -> None:
+        for name in ("score_quantiles", "latency_quantiles"):
+            quantiles = getattr(self, name)
+            if not quantiles:
+                raise ValueError(f"{name}: at least one quantile is needed")
+            for q in quantiles:
+                if not 0.0 < q < 1.0:
+                    raise ValueError(f"{name}: quantile {q} must lie strictly between 0 and 1")
+        for name in ("latency_tolerance_ratio", "latency_tolerance_ms", "warmup_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: {getattr(self, name)} must be >= 0")
+        if self.latency_window_cap <= 1.0:
+            raise ValueError(f"latency_window_cap: {self.latency_window_cap} must exceed 1 (a window must count)")
+
+    def latency_windows_to_fail(self) -> int:
+        """Counted windows the latency check needs before it can pass: as many as a challenger beyond the
+        tolerance in every window, each giving the capped evidence, needs to fail it (one more for the mixture's
+        cost over the grid and the quantiles)."""
+        return math.ceil(math.log(1.0 / self.check_alpha("latency")) / math.log(self.latency_window_cap)) + 1
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["score_quantiles"] = list(self.score_quantiles)
+        data["latency_quantiles"] = list(self.latency_quantiles)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AnalysisConfig:
         known = {f for f in cls.__dataclass_fields__}
+        # a state written before the latency check mixed quantiles: its single quantile is superseded
+        data = {key: value for key, value in data.items() if key != "latency_quantile"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"analysis config: unknown field(s) {sorted(unknown)}")
         values = dict(data)
-        if "score_quantiles" in values:
-            values["score_quantiles"] = tuple(float(q) for q in values["score_quantiles"])
+        for name in ("score_quantiles", "latency_quantiles"):
+            if name in values:
+                values[name] = tuple(float(q) for q in values[name])
         return cls(**values)
 
 
@@ -259,9 +295,10 @@ class ArmLabelTally:
 class AnalysisState:
     """Everything the analysis remembers between windows; JSON-serialisable through `to_dict` / `from_dict`.
 
-    ``evidence`` holds one `OddsRatioEvidence` per test (``errors``, ``latency``, ``blocks/paired``,
-    ``blocks/split``, ``scores/split/0.99`` ...); ``p_values`` the running minimum of each check's always-valid
-    p-value, which never goes back up.
+    ``evidence`` holds one `OddsRatioEvidence` per test (``errors``, ``blocks/paired``, ``blocks/split``,
+    ``scores/split/0.99``, ``latency/0.5`` with its capped twin ``latency/0.5/capped`` ...); ``p_values`` the
+    running minimum of each check's always-valid p-value, which never goes back up. ``started_at`` is when the
+    challenger began serving (the rollout's start; else the first window's), from which the warm-up counts.
     """
 
     evidence: dict[str, OddsRatioEvidence] = field(default_factory=dict)
@@ -272,6 +309,7 @@ class AnalysisState:
     windows: int = 0
     last_window_end: float | None = None
     last_details: dict[str, dict[str, float | int | str | None]] = field(default_factory=dict)
+    started_at: float | None = None
 
     def get(self, key: str) -> OddsRatioEvidence:
         if key not in self.evidence:
@@ -290,6 +328,7 @@ class AnalysisState:
             windows=self.windows,
             last_window_end=self.last_window_end,
             last_details=copy.deepcopy(self.last_details),
+            started_at=self.started_at,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -300,6 +339,7 @@ class AnalysisState:
             "windows": self.windows,
             "last_window_end": self.last_window_end,
             "last_details": copy.deepcopy(self.last_details),
+            "started_at": self.started_at,
         }
 
     @classmethod
@@ -311,6 +351,7 @@ class AnalysisState:
             windows=int(data["windows"]),
             last_window_end=data["last_window_end"],
             last_details=copy.deepcopy(data.get("last_details", {})),
+            started_at=data.get("started_at"),
         )
 
 
@@ -342,11 +383,13 @@ def _add_paired(
 
 
 def _discounted_latencies(latencies: FloatArray, config: AnalysisConfig) -> FloatArray:
-    """Challenger latencies with the harmless slowdown taken off, so only a larger one counts as harm."""
-    return np.asarray(
-        np.maximum(latencies - config.latency_tolerance_ms, 0.0) / (1.0 + config.latency_tolerance_ratio),
-        dtype=np.float64,
-    )
+    """Challenger latencies with the harmless slowdown taken off, so only a larger one counts as harm.
+
+    x becomes min(x / (1 + ratio), x - ms): above a champion's y exactly when x > y + max(ratio * y, ms), a
+    slowdown beyond both floors. Increasing in x, so a slower challenger stays slower.
+    """
+    discounted = np.minimum(latencies / (1.0 + config.latency_tolerance_ratio), latencies - config.latency_tolerance_ms)
+    return np.asarray(np.maximum(discounted, 0.0), dtype=np.float64)
 
 
 def _update_labels(state: AnalysisState, window: Window, config: AnalysisConfig) -> None:
@@ -384,15 +427,45 @@ def _update_operational(new: AnalysisState, window: Window, config: AnalysisConf
     if window.shadow and not config.shadow_operational:
         return
     _add_split(new, "errors", challenger.errors, challenger.requests, champion.errors, champion.requests)
-    if challenger.latencies_ms.size and champion.latencies_ms.size:
-        discounted = _discounted_latencies(challenger.latencies_ms, config)
-        above_h, above_c, threshold = split_counts(discounted, champion.latencies_ms, config.latency_quantile)
-        _add_split(new, "latency", above_h, int(discounted.size), above_c, int(champion.latencies_ms.size))
-        details["latency"] = {
-            "pooled_threshold_ms": threshold,
-            "challenger_p99_ms": float(np.quantile(challenger.latencies_ms, 0.99)),
-            "champion_p99_ms": float(np.quantile(champion.latencies_ms, 0.99)),
-        }
+    _update_latency(new, window, config, details)
+
+
+_LATENCY_NULL: Final[int] = grid_index(1.0)
+"""The latency test's null: discounted challenger latencies no more often above a pooled quantile (odds 1)."""
+
+
+def _update_latency(new: AnalysisState, window: Window, config: AnalysisConfig, details: Details) -> None:
+    """Exceedances of the pooled latency quantiles, once the warm-up is over; each window's weight capped.
+
+    Per quantile two evidences: the request-level likelihood (``latency/q``: the statistic and interval the
+    report shows) and the same with each window's likelihood ratio against the null capped at
+    ``latency_window_cap`` (``latency/q/capped``: what the test uses). Lowering a likelihood ratio keeps its
+    expectation under the null at most 1, so the capped product is still a test supermartingale.
+    """
+    champion, challenger = window.champion, window.challenger
+    if not (challenger.latencies_ms.size and champion.latencies_ms.size):
+        return
+    started = new.started_at if new.started_at is not None else window.start
+    warm_from = started + config.warmup_seconds
+    summary: dict[str, float | int | str | None] = {
+        f"{arm}_p{round(q * 100)}_ms": float(np.quantile(sample.latencies_ms, q))
+        for arm, sample in (("challenger", challenger), ("champion", champion))
+        for q in (0.5, 0.9, 0.99)
+    }
+    if window.start < warm_from - 1e-9:
+        details["latency"] = {**summary, "warm_from": warm_from}
+        return
+    discounted = _discounted_latencies(challenger.latencies_ms, config)
+    n_h, n_c = int(discounted.size), int(champion.latencies_ms.size)
+    log_cap = math.log(config.latency_window_cap)
+    for q in config.latency_quantiles:
+        above_h, above_c, threshold = split_counts(discounted, champion.latencies_ms, q)
+        loglik = hypergeometric_loglik(above_h, n_h, n_c, above_h + above_c)
+        counts = {"challenger_events": above_h, "champion_events": above_c, "challenger": n_h, "champion": n_c}
+        new.get(f"latency/{q}").add(loglik, **counts)
+        new.get(f"latency/{q}/capped").add(np.minimum(loglik - loglik[_LATENCY_NULL], log_cap), **counts)
+        summary[f"pooled_p{q * 100:g}_ms"] = threshold
+    details["latency"] = summary
 
 
 def _update_decisions(new: AnalysisState, window: Window, details: Details) -> None:
@@ -473,6 +546,8 @@ def update(state: AnalysisState, window: Window, config: AnalysisConfig) -> Anal
             "windows must be fed in time order, once each"
         )
     new = state.copy()
+    if new.started_at is None:  # no rollout start given: the challenger served from the first window on
+        new.started_at = window.start
     details: Details = {}
     _update_operational(new, window, config, details)
     _update_decisions(new, window, details)
@@ -495,8 +570,12 @@ def _score_log_mixture(state: AnalysisState, mode: str, config: AnalysisConfig) 
 
 def _log_mixtures(state: AnalysisState, config: AnalysisConfig) -> dict[str, float]:
     """log M of every check that has evidence: the product over its modes of each mode's mixture."""
-    tolerance = {"errors": config.error_tolerance, "latency": 1.0}  # latency: tolerance taken off the latencies
-    result = {key: state.evidence[key].log_mixture(null) for key, null in tolerance.items() if key in state.evidence}
+    result: dict[str, float] = {}
+    if "errors" in state.evidence:
+        result["errors"] = state.evidence["errors"].log_mixture(config.error_tolerance)
+    latency = _latency_log_mixtures(state, config)
+    if latency:
+        result["latency"] = log_mean(list(latency.values()))
     for check in ("blocks", "reviews"):
         keys = [f"{check}/{mode}" for mode in ("paired", "split") if f"{check}/{mode}" in state.evidence]
         if keys:
@@ -515,6 +594,14 @@ def _log_mixtures(state: AnalysisState, config: AnalysisConfig) -> dict[str, flo
     return result
 
 
+def _latency_log_mixtures(state: AnalysisState, config: AnalysisConfig) -> dict[float, float]:
+    """log M of each latency quantile's capped evidence (the tolerance is taken off the latencies: null 1)."""
+    keys = {q: f"latency/{q}/capped" for q in config.latency_quantiles}
+    if not all(key in state.evidence for key in keys.values()):
+        return {}
+    return {q: state.evidence[key].log_mixture(1.0) for q, key in keys.items()}
+
+
 def _record_p_values(state: AnalysisState, config: AnalysisConfig) -> None:
     for key, log_m in _log_mixtures(state, config).items():
         p_now = math.exp(-max(0.0, log_m))
@@ -523,7 +610,7 @@ def _record_p_values(state: AnalysisState, config: AnalysisConfig) -> None:
 
 _STATISTIC_NAMES: Final[dict[str, str]] = {
     "errors": "odds ratio of a failed request, challenger / champion",
-    "latency": "odds ratio of a request above the pooled p99 (challenger discounted by the tolerance)",
+    "latency": "odds ratio of a request above a pooled latency quantile (details: which), tolerance taken off",
     "blocks": "odds ratio of a block, challenger / champion",
     "reviews": "odds ratio of a review, challenger / champion",
     "scores": "odds ratio of a score above the pooled upper quantile, challenger / champion",
@@ -601,6 +688,37 @@ def _odds_result(
     )
 
 
+def _latency_result(state: AnalysisState, config: AnalysisConfig) -> CheckResult:
+    """The latency verdict: the test mixes the quantiles; the statistic shown is the quantile with most evidence.
+
+    It passes only after `AnalysisConfig.latency_windows_to_fail` counted windows: with each window's weight
+    capped, fewer could not have caught even a large slowdown.
+    """
+    mixtures = _latency_log_mixtures(state, config)
+    quantiles = config.latency_quantiles
+    shown = max(mixtures, key=lambda q: mixtures[q]) if mixtures else quantiles[len(quantiles) // 2]
+    what = (
+        f"the challenger's latency (beyond +{config.latency_tolerance_ratio:.0%} and "
+        f"+{config.latency_tolerance_ms:g} ms)"
+    )
+    result = _odds_result(
+        "latency", state, config, mode="split", evidence_key=f"latency/{shown}", tolerance=1.0, what=what
+    )
+    counted = state.evidence[f"latency/{shown}"].windows if f"latency/{shown}" in state.evidence else 0
+    needed = config.latency_windows_to_fail()
+    details: dict[str, float | int | str | None] = {**result.details, "quantile": shown, "windows": counted}
+    status, reason = result.status, result.reason
+    warm_from = details.get("warm_from")
+    if status is not CheckStatus.FAIL and counted == 0 and warm_from is not None and state.started_at is not None:
+        reason = f"warming up: latency counts windows from {float(warm_from) - state.started_at:g} s after the start"
+    elif status is CheckStatus.PASS and counted < needed:
+        status = CheckStatus.INCONCLUSIVE
+        reason = (
+            f"{counted} windows counted, {needed} needed (one window weighs at most x{config.latency_window_cap:g})"
+        )
+    return replace(result, status=status, reason=reason, details=details)
+
+
 def _labels_result(state: AnalysisState, config: AnalysisConfig) -> CheckResult:
     alpha = config.check_alpha("labels")
     champion, challenger = state.labels["champion"], state.labels["challenger"]
@@ -665,10 +783,7 @@ def judge(state: AnalysisState, config: AnalysisConfig, *, shadow: bool) -> dict
             "errors", state, config, mode="split", evidence_key="errors",
             tolerance=config.error_tolerance, what="the challenger's error rate",
         ),
-        "latency": _odds_result(
-            "latency", state, config, mode="split", evidence_key="latency",
-            tolerance=1.0, what="the challenger's latency tail",
-        ),
+        "latency": _latency_result(state, config),
     }  # fmt: skip
     for check, what in (("blocks", "the challenger's block rate"), ("reviews", "the challenger's review rate")):
         results[check] = _odds_result(

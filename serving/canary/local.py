@@ -49,6 +49,7 @@ from fraud.settings import Settings, load_settings
 from fraud.stack.ports import pick_free_ports
 from fraud.stack.process import ManagedProcess
 from fraud.stack.service import child_env
+from serving.canary.analysis import AnalysisConfig
 from serving.canary.evidence import ArmLabels, ArmSample, LabelSample, Window
 from serving.canary.report import SCORE_BINS, ReportLocations, publish_report
 from serving.canary.rollout import (
@@ -156,9 +157,19 @@ def spec_from_settings(
             min_seconds=settings.canary_min_seconds if min_seconds is None else min_seconds,
             max_inconclusive_seconds=settings.canary_max_inconclusive_seconds,
             label_gate=settings.canary_label_gate,
+            analysis=analysis_from_settings(settings),
         )
     except ValueError as exc:
         raise ConfigError(f"invalid rollout settings: {exc}") from exc
+
+
+def analysis_from_settings(settings: Settings) -> AnalysisConfig:
+    """The analysis's defaults with the ``FRAUD_CANARY_*`` latency settings (floors of a harm, warm-up)."""
+    return AnalysisConfig(
+        latency_tolerance_ratio=settings.canary_latency_tolerance_ratio,
+        latency_tolerance_ms=settings.canary_latency_tolerance_ms,
+        warmup_seconds=settings.canary_warmup_seconds,
+    )
 
 
 def parse_steps(text: str) -> tuple[int, ...]:

@@ -386,6 +386,7 @@ def start(spec: RolloutSpec, now: float) -> tuple[RolloutState, Action]:
         step_started_at=now,
         updated_at=now,
         history=(entry,),
+        analysis=AnalysisState(started_at=now),  # the challenger serves from now: the latency warm-up counts from here
         pending_action=action,
     )
     return state, action

@@ -12,7 +12,8 @@ Traffic model (PaySim-like, per transaction):
 - decisions from fixed score thresholds that the champion's calibration sets for ``block_rate`` (0.04 %) and
   ``review_rate`` (0.4 %); a broken challenger uses a lower block threshold (``block_multiplier`` x the rate);
 - request latency lognormal around ``latency_median_ms`` (sigma 0.35), times the window's ``load`` (a spike hits
-  both arms), plus the arm's ``extra_latency_ms``; failures with probability ``error_rate``.
+  both arms; a stall hits one, `Load`), plus the arm's ``extra_latency_ms``; failures with probability
+  ``error_rate``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeAlias
 
 import numpy as np
 from scipy.special import expit, logit
@@ -62,6 +63,10 @@ SCENARIOS: Final[dict[str, tuple[ArmModel, ArmModel]]] = {
     "errors_up": (ArmModel(), ArmModel(error_rate=0.02)),
 }
 """(champion, challenger) per scenario: A/A, an equal-quality different model, and the broken challengers."""
+
+
+Load: TypeAlias = float | tuple[float, float]
+"""What multiplies the latencies in a window: one factor for both arms, or (champion, challenger) factors."""
 
 
 def _reference_scores(traffic: Traffic, n: int, rng: np.random.Generator) -> FloatArray:
@@ -118,13 +123,14 @@ class TrafficSimulator:
         )
 
     def window(
-        self, start: float, seconds: float, requests: int, weight_percent: float, *, shadow: bool, load: float = 1.0
+        self, start: float, seconds: float, requests: int, weight_percent: float, *, shadow: bool, load: Load = 1.0
     ) -> Window:
         """One window of `requests` transactions; `weight_percent` of them go to the challenger unless in shadow.
 
         Routing is a fair coin per request with the configured share (the splitter hashes accounts, which for
-        accounts seen once is the same thing).
+        accounts seen once is the same thing). `load` multiplies latencies: both arms', or (champion, challenger).
         """
+        champion_load, challenger_load = load if isinstance(load, tuple) else (load, load)
         reference = self._reference_scores(requests, self.rng)
         if shadow:
             champion_scores = self._scores(reference, self.champion)
@@ -138,13 +144,13 @@ class TrafficSimulator:
                 start=start,
                 end=start + seconds,
                 champion=ArmSample.from_answers(
-                    latencies_ms=self._latencies(requests, self.champion, load),
+                    latencies_ms=self._latencies(requests, self.champion, champion_load),
                     failed=champion_failed,
                     scores=champion_scores[~champion_failed],
                     decisions=champion_decisions[~champion_failed],
                 ),
                 challenger=ArmSample.from_answers(
-                    latencies_ms=self._latencies(requests, self.challenger, load),
+                    latencies_ms=self._latencies(requests, self.challenger, challenger_load),
                     failed=challenger_failed,
                     scores=challenger_scores[~challenger_failed],
                     decisions=challenger_decisions[~challenger_failed],
@@ -162,8 +168,10 @@ class TrafficSimulator:
         return Window(
             start=start,
             end=start + seconds,
-            champion=self._arm(reference[~to_challenger], self.champion, self.block_threshold, load),
-            challenger=self._arm(reference[to_challenger], self.challenger, self.challenger_block_threshold, load),
+            champion=self._arm(reference[~to_challenger], self.champion, self.block_threshold, champion_load),
+            challenger=self._arm(
+                reference[to_challenger], self.challenger, self.challenger_block_threshold, challenger_load
+            ),
             expected_challenger_share=share,
             shadow=False,
         )
@@ -185,12 +193,13 @@ def simulate_rollout(
     rate: float = 100.0,
     window_seconds: float = 10.0,
     max_windows: int = 400,
-    load: Callable[[int], float] = lambda _: 1.0,
+    load: Callable[[int], Load] = lambda _: 1.0,
 ) -> SimulatedRollout:
     """Drive the real state machine with simulated windows until it ends or `max_windows` pass.
 
     Actions are applied at once (the simulator routes by the state's weight), so each window follows the
-    routing the state asks for. `load(i)` multiplies both arms' latencies in window i (a load spike).
+    routing the state asks for. `load(i)` multiplies the latencies in window i: both arms' (a load spike), or
+    (champion, challenger) each its own (a stall of one process).
     """
     now = 1_700_000_000.0
     state, _ = start(spec, now)

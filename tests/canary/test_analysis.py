@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -16,7 +18,8 @@ from serving.canary.analysis import (
     analyse,
 )
 from serving.canary.evidence import ArmLabels, ArmSample, LabelSample, Window
-from serving.canary.simulation import SCENARIOS, ArmModel, Traffic, TrafficSimulator
+from serving.canary.rollout import Phase, RolloutSpec
+from serving.canary.simulation import SCENARIOS, ArmModel, Traffic, TrafficSimulator, simulate_rollout
 
 CONFIG = AnalysisConfig()
 
@@ -187,3 +190,91 @@ def test_config_refuses_bad_values_and_round_trips() -> None:
         AnalysisConfig.from_dict({"alhpa": 0.1})
     assert AnalysisConfig.from_dict(CONFIG.to_dict()) == CONFIG
     assert CONFIG.check_alpha("blocks") == pytest.approx(0.05 / len(CHECKS))
+
+
+# The latency check on a busy machine: power on small rollouts, robustness to a stalled process, the floors.
+
+SCENARIO_RATE = 200.0
+"""Requests per second and the rollout settings of `tests/canary/test_scenario_rollouts.py` (d): no shadow, steps
+25 and 50 %, small minimums, one analysis window per second, a short warm-up."""
+SCENARIO_SPEC = {"steps": (25, 50, 100), "shadow": False, "min_requests": 400, "min_seconds": 3.0}
+SCENARIO_ANALYSIS = AnalysisConfig(warmup_seconds=5.0)
+BUSY = Traffic(latency_median_ms=20.0, latency_sigma=1.3)
+"""A busy machine's predictor: 20 ms median, a long tail (p99 ~400 ms) that hides +250 ms from a p99-only test."""
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_250_ms_more_is_rolled_back_on_latency_with_the_scenario_modules_minimums(seed: int) -> None:
+    """The p99-only check promoted 19 of 20 seeds of this: +250 ms stays inside the champion's p99."""
+    spec = RolloutSpec("1", "2", **SCENARIO_SPEC, analysis=SCENARIO_ANALYSIS)  # type: ignore[arg-type]
+    simulator = TrafficSimulator(ArmModel(), ArmModel(extra_latency_ms=250.0), BUSY, seed=seed)
+    result = simulate_rollout(spec, simulator, rate=SCENARIO_RATE, window_seconds=1.0)
+    assert result.state.phase is Phase.ROLLED_BACK, result.state.reason
+    assert (result.state.reason or "").startswith("latency failed"), result.state.reason
+
+
+def _stalled(window: Window, factor: float) -> Window:
+    """The window with every challenger request held up `factor` times longer (its process stalled)."""
+    challenger = dataclasses.replace(window.challenger, latencies_ms=window.challenger.latencies_ms * factor)
+    return dataclasses.replace(window, challenger=challenger)
+
+
+def _latency_fails_with_a_stall(stalled_index: int, shadow: bool, config: AnalysisConfig, seed: int) -> bool:
+    simulator = TrafficSimulator(*SCENARIOS["same_model"], BUSY, seed=seed)
+    state = AnalysisState(started_at=0.0)
+    for index in range(12):
+        window = simulator.window(index * 10.0, 10.0, 1000, 0 if shadow else 25, shadow=shadow)
+        state, results = analyse(state, _stalled(window, 30.0) if index == stalled_index else window, config)
+        if results["latency"].status is CheckStatus.FAIL:
+            return True
+    assert results["latency"].status is CheckStatus.PASS, results["latency"].reason
+    return False
+
+
+@pytest.mark.parametrize("shadow", [True, False])
+@pytest.mark.parametrize("stalled", ["the first window", "the first counted window"])
+def test_equal_arms_with_one_stalled_window_fail_nothing(stalled: str, shadow: bool) -> None:
+    """One window in which only the challenger's process stalls (every request 30x slower): not independent
+    draws, so it must not decide. The first window (it spans the controller's start-up) is left out by the
+    warm-up; the first window after it is capped. The p99-only check failed on the first one every time."""
+    index = 0 if stalled == "the first window" else math.ceil(CONFIG.warmup_seconds / 10.0)
+    for seed in range(5):
+        assert not _latency_fails_with_a_stall(index, shadow, CONFIG, seed)
+    uncapped = dataclasses.replace(CONFIG, latency_window_cap=1e300, warmup_seconds=0.0)
+    assert _latency_fails_with_a_stall(index, shadow, uncapped, 0), "the stall is strong enough to matter"
+
+
+def test_a_few_ms_of_jitter_never_fail_and_the_floors_are_both_needed() -> None:
+    """+5 ms on every request (jitter of a busy machine) is below the 10 ms floor; +40 % on 4 ms is only 1.6 ms;
+    +15 ms on 4 ms is beyond both floors."""
+    for extra, factor, fails in ((5.0, 1.0, False), (0.0, 1.4, False), (15.0, 1.0, True)):
+        simulator = TrafficSimulator(ArmModel(), ArmModel(extra_latency_ms=extra, latency_factor=factor), seed=14)
+        _, results, _ = _run(simulator, [(25, 20)])
+        assert ("latency" in _failed(results)) is fails, (extra, factor, results["latency"].reason)
+
+
+def test_latency_waits_for_the_warm_up_and_enough_windows_before_it_passes() -> None:
+    simulator = TrafficSimulator(*SCENARIOS["same_model"], seed=15)
+    state, statuses = AnalysisState(started_at=0.0), []
+    for index in range(10):
+        state, results = analyse(state, simulator.window(index * 10.0, 10.0, 1000, 50, shadow=False), CONFIG)
+        statuses.append(results["latency"].status)
+        if index == 0:
+            assert results["latency"].reason.startswith("warming up"), results["latency"].reason
+    warm = math.ceil(CONFIG.warmup_seconds / 10.0)
+    needed = CONFIG.latency_windows_to_fail()
+    assert statuses[: warm + needed - 1] == [CheckStatus.INCONCLUSIVE] * (warm + needed - 1)
+    assert statuses[warm + needed - 1 :] == [CheckStatus.PASS] * (10 - warm - needed + 1)
+    assert results["latency"].sample_size["challenger"] > 0
+    assert (
+        results["latency"].interval is not None and results["latency"].details["quantile"] in CONFIG.latency_quantiles
+    )
+
+
+def test_one_window_moves_the_latency_evidence_by_at_most_the_cap() -> None:
+    simulator = TrafficSimulator(ArmModel(), ArmModel(extra_latency_ms=500.0), seed=16)
+    state = AnalysisState(started_at=-100.0)  # warm already
+    state, results = analyse(state, simulator.window(0.0, 10.0, 5000, 50, shadow=False), CONFIG)
+    p_value = results["latency"].p_value
+    assert p_value is not None and p_value >= 1.0 / CONFIG.latency_window_cap - 1e-12
+    assert results["latency"].status is CheckStatus.INCONCLUSIVE

@@ -142,11 +142,18 @@ def test_a_failed_check_rolls_back_even_while_paused() -> None:
     state, _ = manual(state, "pause", T0 + 1)
     assert state.phase is Phase.PAUSED and state.shadow
     state, _, actions = _drive(state, TrafficSimulator(*SCENARIOS["latency_up"], seed=5), 1, T0 + 2)
-    # _drive stops at paused states; call reconcile directly
-    window = TrafficSimulator(*SCENARIOS["latency_up"], seed=5).window(T0 + 2, 10.0, 1000, 0, shadow=True)
-    state, action = reconcile(state, window, T0 + 12)
-    assert state.phase is Phase.ROLLED_BACK and action.kind is ActionKind.ROLLBACK
     assert actions == []
+    # _drive stops at paused states; call reconcile directly, past the latency warm-up, until the check fails
+    simulator = TrafficSimulator(*SCENARIOS["latency_up"], seed=5)
+    now, action = T0 + 2, Action(ActionKind.NONE)
+    for _ in range(12):
+        window = simulator.window(now, 10.0, 1000, 0, shadow=True)
+        now += 10.0
+        state, action = reconcile(state, window, now)
+        if state.phase is not Phase.PAUSED:
+            break
+    assert state.phase is Phase.ROLLED_BACK and action.kind is ActionKind.ROLLBACK
+    assert state.reason is not None and state.reason.startswith("latency failed")
 
 
 def test_label_gate_never_promotes_without_labels() -> None:
