@@ -14,9 +14,11 @@ Policy (what a step needs to complete, and why):
 - A step lasts until it has seen ``min_requests`` requests *and* ``min_seconds``, and every required check has
   enough data to speak (is not inconclusive). Required: errors, latency, blocks, reviews, scores; plus
   sample_ratio in weighted steps; plus, before promotion only, labels when ``label_gate`` is set (so a label
-  gate never promotes on missing labels). With ``analysis.shadow_operational`` off, errors and latency are not
-  required in shadow. A check needs ``analysis.min_samples`` challenger observations to speak, so at 5 % a step
-  lasts at least ~20 x min_samples requests whatever ``min_requests`` says.
+  gate never promotes on missing labels). Latency is not required in shadow unless ``analysis.shadow_latency``
+  is on (shadow calls are not served like clients' requests); with ``analysis.shadow_operational`` off, errors
+  are not either. A check needs ``analysis.min_samples`` challenger observations to speak, so at 5 % a step
+  lasts at least ~20 x min_samples requests whatever ``min_requests`` says; latency also needs the warm-up
+  (``analysis.warmup_seconds`` from the start) and a few counted windows behind it.
 - Any check that fails rolls back at once, at any time, in any phase (paused included): only evidence of harm
   fails a check, and the tests are always valid, so looking at every window costs no false rollbacks.
 - Required checks inconclusive for longer than ``max_inconclusive_seconds`` pause the rollout (traffic stays as
@@ -409,6 +411,8 @@ def _missing_checks(state: RolloutState, promoting: bool) -> list[str]:
     required = list(REQUIRED_CHECKS)
     if state.shadow and not state.spec.analysis.shadow_operational:
         required = [name for name in required if name not in ("errors", "latency")]
+    if state.shadow and not state.spec.analysis.shadow_latency:
+        required = [name for name in required if name != "latency"]
     if not state.shadow:
         required.append("sample_ratio")
     if promoting and state.spec.label_gate:

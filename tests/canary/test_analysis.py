@@ -62,13 +62,29 @@ def test_harmless_challengers_fail_nothing_and_the_checks_speak(scenario: str) -
 
 @pytest.mark.parametrize(
     ("scenario", "check"),
-    [("latency_up", "latency"), ("errors_up", "errors"), ("blocks_5x", "blocks")],
+    [("errors_up", "errors"), ("blocks_5x", "blocks")],
 )
 def test_broken_challengers_fail_their_check_in_shadow(scenario: str, check: str) -> None:
     _, results, _ = _run(TrafficSimulator(*SCENARIOS[scenario], seed=1), [(0, 30)])
     assert check in _failed(results), results[check].reason
     p_value = results[check].p_value
     assert p_value is not None and p_value <= results[check].alpha
+
+
+def test_latency_is_judged_on_shadow_calls_only_when_asked() -> None:
+    """A shadow copy waits behind the champion's call on a shared host: not a client's latency, so by default
+    latency speaks from the first weighted step on."""
+    simulator = TrafficSimulator(*SCENARIOS["latency_up"], seed=1)
+    state, results = AnalysisState(), dict[str, CheckResult]()
+    for index in range(12):
+        state, results = analyse(state, simulator.window(index * 10.0, 10.0, 1000, 0, shadow=True), CONFIG)
+    assert results["latency"].status is CheckStatus.INCONCLUSIVE
+    assert "shadow_latency" in results["latency"].reason
+    on_shadow = dataclasses.replace(CONFIG, shadow_latency=True)
+    state = AnalysisState()
+    for index in range(12):
+        state, results = analyse(state, simulator.window(index * 10.0, 10.0, 1000, 0, shadow=True), on_shadow)
+    assert results["latency"].status is CheckStatus.FAIL, results["latency"].reason
 
 
 def test_higher_scores_fail_the_score_check_in_shadow_and_in_weighted_steps() -> None:
@@ -238,9 +254,10 @@ def test_equal_arms_with_one_stalled_window_fail_nothing(stalled: str, shadow: b
     draws, so it must not decide. The first window (it spans the controller's start-up) is left out by the
     warm-up; the first window after it is capped. The p99-only check failed on the first one every time."""
     index = 0 if stalled == "the first window" else math.ceil(CONFIG.warmup_seconds / 10.0)
+    config = dataclasses.replace(CONFIG, shadow_latency=shadow)  # judged on shadow calls too, for this test
     for seed in range(5):
-        assert not _latency_fails_with_a_stall(index, shadow, CONFIG, seed)
-    uncapped = dataclasses.replace(CONFIG, latency_window_cap=1e300, warmup_seconds=0.0)
+        assert not _latency_fails_with_a_stall(index, shadow, config, seed)
+    uncapped = dataclasses.replace(config, latency_window_cap=1e300, warmup_seconds=0.0)
     assert _latency_fails_with_a_stall(index, shadow, uncapped, 0), "the stall is strong enough to matter"
 
 

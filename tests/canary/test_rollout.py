@@ -131,7 +131,7 @@ def test_required_checks_without_data_pause_the_rollout_and_resume_continues() -
         assert state.phase is Phase.SHADOW and action.kind is ActionKind.NONE
     state, action = reconcile(state, _empty_window(now, 0), now + 10)
     assert state.phase is Phase.PAUSED and action.kind is ActionKind.NONE
-    assert state.reason is not None and "latency" in state.reason
+    assert state.reason is not None and "errors" in state.reason
     state, action = manual(state, "resume", now + 20)
     assert (state.phase, action.kind, action.shadow) == (Phase.SHADOW, ActionKind.SET_WEIGHT, True)
     assert manual(applied(state), "resume", now + 21)[1].kind is ActionKind.NONE
@@ -141,10 +141,10 @@ def test_a_failed_check_rolls_back_even_while_paused() -> None:
     state = applied(start(SPEC, T0)[0])
     state, _ = manual(state, "pause", T0 + 1)
     assert state.phase is Phase.PAUSED and state.shadow
-    state, _, actions = _drive(state, TrafficSimulator(*SCENARIOS["latency_up"], seed=5), 1, T0 + 2)
+    state, _, actions = _drive(state, TrafficSimulator(*SCENARIOS["errors_up"], seed=5), 1, T0 + 2)
     assert actions == []
-    # _drive stops at paused states; call reconcile directly, past the latency warm-up, until the check fails
-    simulator = TrafficSimulator(*SCENARIOS["latency_up"], seed=5)
+    # _drive stops at paused states; call reconcile directly until the check fails
+    simulator = TrafficSimulator(*SCENARIOS["errors_up"], seed=5)
     now, action = T0 + 2, Action(ActionKind.NONE)
     for _ in range(12):
         window = simulator.window(now, 10.0, 1000, 0, shadow=True)
@@ -153,7 +153,7 @@ def test_a_failed_check_rolls_back_even_while_paused() -> None:
         if state.phase is not Phase.PAUSED:
             break
     assert state.phase is Phase.ROLLED_BACK and action.kind is ActionKind.ROLLBACK
-    assert state.reason is not None and state.reason.startswith("latency failed")
+    assert state.reason is not None and state.reason.startswith("errors failed")
 
 
 def test_label_gate_never_promotes_without_labels() -> None:
