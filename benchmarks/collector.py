@@ -1,7 +1,7 @@
 """Collector benchmarks: throughput, kill -9 mid-load, and 1,000,000 logged predictions to the store and back.
 
     python -m benchmarks.collector all                  # the three below, one private SeaweedFS
-    python -m benchmarks.collector throughput --seconds 60 --connections 64
+    python -m benchmarks.collector throughput --seconds 60 --connections 128
     python -m benchmarks.collector crash --events 60000 --kill-after 4
     python -m benchmarks.collector volume --rows 1000000
 
@@ -472,6 +472,7 @@ class Replay:
                 break
             time.sleep(poll)
         stored = time.time()
+        rss_now = psutil.Process(self.process.process.pid).memory_info().rss / 2**20
         metrics = requests.get(f"{self.url}/metrics", timeout=30).text
         written = next(
             float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("collector_rows_written")
@@ -485,6 +486,7 @@ class Replay:
             "rows_written": int(written),
             "cpu_s": round(process_cpu(self.process.process.pid), 2),
             "peak_rss_mb_sampled": round(self.peak_rss_mb, 1),
+            "rss_mb_when_stored": round(rss_now, 1),
         }
 
     def stop(self) -> None:
@@ -596,7 +598,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seconds", type=float, default=60.0, help="throughput: measured seconds (each of collector and ceiling)"
     )
-    parser.add_argument("--connections", type=int, default=64, help="keep-alive connections of the sender")
+    parser.add_argument(
+        "--connections", type=int, default=128, help="keep-alive connections of the sender (each waits for its answer)"
+    )
     parser.add_argument("--events", type=int, default=60_000, help="crash: events to send (half requests)")
     parser.add_argument("--kill-after", type=float, default=4.0, help="crash: seconds of load before SIGKILL")
     parser.add_argument("--rows", type=int, default=1_000_000, help="volume: logged predictions")

@@ -479,7 +479,9 @@ def _print_chain(results: dict[str, Any]) -> None:
         f"{ours['drift']} over {ours['tests']} tests"
     )
     print(
-        f"  drift {phase_walls.get('drift', 0):.2f} s + daily report {phase_walls.get('daily_report', 0):.2f} s; "
+        f"  peak RSS: collector {collector['peak_rss_mb_sampled']:,.0f} MB (sampled; "
+        f"{collector['rss_mb_when_stored']:,.0f} MB once all was stored), drift job {ours['peak_rss_mb']:,.0f} MB; "
+        f"drift {phase_walls.get('drift', 0):.2f} s + daily report {phase_walls.get('daily_report', 0):.2f} s; "
         f"load average before {total['load_average_before']}, after {total['load_average_after']} "
         f"({os.cpu_count()} CPUs)"
     )

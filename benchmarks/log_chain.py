@@ -53,6 +53,7 @@ class Phases:
         phase["end"] = now
         phase["wall_s"] = round(phase["wall_s"] + now - wall_started, 3)
         phase["cpu_s"] = round(phase["cpu_s"] + time.process_time() - cpu_started, 3)
+        phase["peak_rss_mb_so_far"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def measure(engine: str, since: datetime, until: datetime, folder: Path, follow: Path | None) -> dict[str, Any]:
@@ -92,7 +93,7 @@ def measure(engine: str, since: datetime, until: datetime, folder: Path, follow:
             time.sleep(0.25)
             waited += time.time() - pause
     objects_late = phases.run("read_after_store_complete", reader.refresh)
-    frame = phases.run("read_after_store_complete", lambda: reader.frame(CHAIN_COLUMNS))
+    frame = phases.run("read_after_store_complete", lambda: reader.frame(CHAIN_COLUMNS, release=True))
     result: dict[str, Any] = {
         "rows": len(frame),
         "objects_read_while_writing": objects_early,

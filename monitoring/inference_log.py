@@ -167,13 +167,14 @@ class LogReader:
         self.columns = list(LOG_SCHEMA.names) if wanted is None else [n for n in LOG_SCHEMA.names if n in wanted]
         self._subset = wanted is not None
         self._tables: dict[str, pa.Table] = {}
+        self._seen: set[str] = set()
 
     def refresh(self) -> int:
         """Read the window's objects not read yet; how many there were."""
         new = [
             uri
             for uri in log_objects(self.store, self.bucket, self.since, self.until, self.version)
-            if uri.key not in self._tables
+            if uri.key not in self._seen
         ]
         dictionary = [name for name in CATEGORICAL_COLUMNS if name in self.columns]
         tables = read_tables(self.store, new, self.columns if self._subset else None, dictionary)
@@ -182,6 +183,7 @@ class LogReader:
         for uri, table in zip(new, tables, strict=True):
             received = table.column("received_at")
             self._tables[uri.key] = table.filter(pc.and_(pc.greater_equal(received, start), pc.less(received, end)))
+            self._seen.add(uri.key)
         return len(new)
 
     def table(self) -> pa.Table:
@@ -191,19 +193,25 @@ class LogReader:
         table = pa.concat_tables(self._tables.values(), promote_options="default")
         return table.select(self.columns)
 
-    def frame(self, columns: Iterable[str] | None = None) -> pd.DataFrame:
+    def frame(self, columns: Iterable[str] | None = None, *, release: bool = False) -> pd.DataFrame:
         """The rows read so far, one per transaction (halves written apart joined again), as pandas.
 
         ``columns``: only these of the columns read (None: all of them); halves are joined first, so those
-        columns need not include the join's (`JOIN_COLUMNS` must have been read, though).
+        columns need not include the join's (`JOIN_COLUMNS` must have been read, though). ``release``: the
+        reader lets go of the rows (later frames hold only objects read after), so their Arrow memory is freed
+        as pandas takes them instead of being held twice.
         """
         import pandas as pd
 
         table = self.table()
+        if release:
+            self._tables.clear()
         keep = list(table.column_names) if columns is None else [n for n in table.column_names if n in set(columns)]
         matched = table.column("matched")
         if pc.all(matched).as_py() is not False:  # nothing to join (or no rows): the usual case, one conversion
-            whole: pd.DataFrame = table.select(keep).to_pandas(split_blocks=True, self_destruct=True)
+            del matched
+            table = table.select(keep)
+            whole: pd.DataFrame = table.to_pandas(split_blocks=True, self_destruct=True)
             return whole
         table = table.unify_dictionaries()  # both parts below get the same categories
         alone = table.filter(pc.invert(matched)).to_pandas()
@@ -254,7 +262,7 @@ def read_log(
         settings, since, until, version, store=store, columns=None if columns is None else [*columns, *JOIN_COLUMNS]
     )
     reader.refresh()
-    return reader.frame(columns)
+    return reader.frame(columns, release=True)
 
 
 def _rejoin_halves(frame: pd.DataFrame) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import ctypes
 import gc
 import io
 import logging
@@ -131,6 +132,8 @@ class Collector:
         started = time.monotonic()
         self.journal.open()
         await self._recover()
+        if self.recovered_events:
+            _give_back_memory()
         self.wal.open(self._next_seq)
         self._track_segment(self.wal.active_segment)
         await self._retire_segments()
@@ -550,6 +553,17 @@ def _garbage_collection_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def _give_back_memory() -> None:
+    """After a replay, hand the heap it freed back to the system.
+
+    Replaying a large log decodes, joins and flushes hundreds of MB of short-lived objects; glibc keeps the freed
+    pages, so the process would stay at its replay peak (measured: ~1 GB after 2M events) next to whatever else
+    the pod or machine runs. ``malloc_trim`` returns them (elsewhere than glibc it is simply not done)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _not_stored(
