@@ -67,10 +67,13 @@ def decode(payload: bytes) -> Envelope:
     return _DECODER.decode(payload)
 
 
-def decode_group(record: bytes) -> list[Envelope]:
+_GROUP_MARK_BYTE: Final = bytes((GROUP_MARK,))
+
+
+def decode_group(record: bytes | memoryview) -> list[Envelope]:
     """The envelopes of one write-ahead record: a group (`monitoring.collector.wal.group_record`) or, as an
     earlier collector wrote them, a single envelope."""
-    if record[:1] == bytes((GROUP_MARK,)):
+    if record[:1] == _GROUP_MARK_BYTE:
         return _GROUP_DECODER.decode(record)
     return [_DECODER.decode(record)]
 

@@ -53,16 +53,18 @@ def group_record(payloads: list[bytes]) -> bytes:
     return _GROUP_HEADER.pack(GROUP_MARK, len(payloads)) + b"".join(payloads)
 
 
-def read_frames(data: bytes) -> tuple[list[bytes], int]:
-    """The complete, intact records at the start of ``data``, and how many bytes they span."""
-    records: list[bytes] = []
+def read_frames(data: bytes) -> tuple[list[memoryview], int]:
+    """The complete, intact records at the start of ``data`` (views into it, not copies: a replayed segment is
+    tens of MB), and how many bytes they span."""
+    records: list[memoryview] = []
+    view = memoryview(data)
     offset, end = 0, len(data)
     while offset + _FRAME.size <= end:
         length, crc = _FRAME.unpack_from(data, offset)
         start = offset + _FRAME.size
         if length > MAX_RECORD or start + length > end:
             break
-        payload = data[start : start + length]
+        payload = view[start : start + length]
         if zlib.crc32(payload) != crc:
             break
         records.append(payload)
@@ -97,7 +99,7 @@ def list_segments(directory: Path) -> list[Segment]:
     return sorted((Segment(segment_id(p), p) for p in directory.glob(SEGMENT_GLOB)), key=lambda s: s.id)
 
 
-def read_segment(path: Path) -> tuple[list[bytes], bool]:
+def read_segment(path: Path) -> tuple[list[memoryview], bool]:
     """A segment's records, and whether it ended in a torn (unacknowledged) record."""
     data = path.read_bytes()
     records, used = read_frames(data)
@@ -236,7 +238,7 @@ class WriteAheadLog:
         return sum(s.path.stat().st_size for s in self.segments() if s.path.exists())
 
 
-def iter_records(segments: list[Segment]) -> Iterator[tuple[int, bytes]]:
+def iter_records(segments: list[Segment]) -> Iterator[tuple[int, memoryview]]:
     """(segment id, record) of every intact record (a group), oldest first; torn tails are skipped with a log."""
     for segment in segments:
         records, torn = read_segment(segment.path)
