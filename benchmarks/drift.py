@@ -485,6 +485,13 @@ def _print_chain(results: dict[str, Any]) -> None:
         f"load average before {total['load_average_before']}, after {total['load_average_after']} "
         f"({os.cpu_count()} CPUs)"
     )
+    busy = sum(wall for name, wall in phase_walls.items() if name != "read_while_collector_writes")
+    print(
+        f"  one after the other instead (the drift job started once all was stored), the sum of the measured phases "
+        f"would be about {collector['all_in_store_s'] + busy:.1f} s: collector {collector['all_in_store_s']:.1f} s + "
+        f"drift job {busy:.1f} s of imports, reference, reading, drift and report (reading what the overlap already "
+        f"read is not in it, so this understates the sequential wall)"
+    )
     theirs = results.get("evidently")
     if theirs:
         ev = theirs["phases"]
