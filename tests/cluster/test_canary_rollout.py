@@ -302,11 +302,11 @@ def test_helm_upgrade_mid_rollout_keeps_the_controllers_split(
     kubeconfig = service_account_kubeconfig(cluster, namespace, CONTROLLER, tmp_path / "controller.kubeconfig")
     as_controller = client.CustomObjectsApi(config.new_client_from_config(config_file=str(kubeconfig)))
     wait_for(lambda: f"{ISVC}-challenger-predictor" in deployments(cluster, namespace), "the canary Deployment")
-    run_chart_controller(values, namespace, kubeconfig, registry)
+    # The controller's first look (the chart's command line is run in the test above; here its runtime, in process).
     runtime = ClusterRuntime(registry, namespace, ISVC, api=as_controller)
-    loaded = runtime.load_state()
-    assert loaded is not None and loaded.weight == 5
-    state, actions = drive(runtime, loaded, "same_model", cluster, namespace, max_actions=1)
+    started = runtime.step({"steps": (5, 25, 50, 100)})
+    assert (started.phase, started.weight) == (Phase.PROGRESSING, 5)
+    state, actions = drive(runtime, started, "same_model", cluster, namespace, max_actions=1)
     assert [(a.kind, a.weight) for a in actions] == [(ActionKind.SET_WEIGHT, 25)]
     before = get_isvc(cluster, namespace)
 
