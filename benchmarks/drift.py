@@ -25,7 +25,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -523,15 +523,67 @@ def _print_table(title: str, results: dict[str, Any]) -> None:
             )
 
 
-def table_from_records(paths: Sequence[Path], alpha: float) -> dict[str, Any]:
-    """The benchmark's table from ``--records`` files (several runs' records combine; each window counts once).
+REJUDGED_FLOORS: dict[str, Callable[[pd.DataFrame], pd.Series]] = {
+    # the PSI floors a record can be re-judged with offline: its Pearson X², df and both sizes give p_beyond
+    "type_psi_floor": lambda tests: tests["name"] == "type",
+    "hour_psi_floor": lambda tests: tests["name"] == "hour",
+    "numeric_psi_floor": lambda tests: tests["kind"] == "numeric",
+    "score_psi_floor": lambda tests: (tests["kind"] == "score") & (tests["method"] != "fisher"),
+    "label_psi_floor": lambda tests: tests["name"] == "fraud_amount",
+}
 
-    ``ours`` is the recorded verdict with labels; ``ours_without_labels`` re-judges the same tests without the
-    label tests (fraud rate, frauds' amounts): Holm over the others' recorded p-values, the same floors; the
-    Evidently columns count the windows Evidently ran on (``--evidently-windows``, ``--evidently-only``).
-    """
+
+def parse_floors(texts: Sequence[str]) -> dict[str, float]:
+    """``type_psi_floor=0.005`` pairs; only the PSI floors of `REJUDGED_FLOORS` (a rate floor's exact test needs
+    the counts, which a rerun gives)."""
+    floors = {}
+    for text in texts:
+        name, _, value = text.partition("=")
+        if name not in REJUDGED_FLOORS or not value:
+            raise SystemExit(f"--floor {text}: give NAME=VALUE with NAME one of {', '.join(REJUDGED_FLOORS)}")
+        floors[name] = float(value)
+    return floors
+
+
+def with_floors(tests: pd.DataFrame, floors: dict[str, float]) -> pd.DataFrame:
+    """The recorded tests with other floors: the floor and the p-value of "no larger than the floor" recomputed
+    (`stats.beyond_floor_p` on the recorded X², its df and both sizes, as the test computed it)."""
+    from monitoring.stats import beyond_floor_p
+
+    tests = tests.copy()
+    for name, floor in floors.items():
+        chosen = REJUDGED_FLOORS[name](tests) & tests["test_statistic"].notna()
+        tests.loc[chosen, "threshold"] = floor
+        picked = tests.loc[chosen, ["test_statistic", "df", "rows", "reference_rows"]].to_numpy(dtype=np.float64)
+        tests.loc[chosen, "p_beyond"] = [
+            beyond_floor_p(statistic, int(df), rows, reference_rows, floor)
+            for statistic, df, rows, reference_rows in picked
+        ]
+    return tests
+
+
+def judged(window: pd.DataFrame, alpha: float) -> np.ndarray:
+    """Which of a window's recorded tests drift: Holm over max(p_value, p_beyond), and the effect past its floor
+    (as `monitoring.drift` judges a window)."""
     from monitoring.stats import holm
 
+    p_judged = np.maximum(window["p_value"].to_numpy(float), window["p_beyond"].to_numpy(float))
+    effect, floor = window["effect"].to_numpy(float), window["threshold"].to_numpy(float)
+    one_sided = (window["name"].str.startswith("score_above") | (window["name"] == "fraud_rate")).to_numpy()
+    ratio = (window["method"] == "fisher").to_numpy()
+    beyond = np.where(ratio, (effect >= floor) | (~one_sided & (effect <= 1 / floor)), effect >= floor)
+    drifts: np.ndarray = (holm(p_judged) <= alpha) & beyond
+    return drifts
+
+
+def table_from_records(paths: Sequence[Path], alpha: float, floors: dict[str, float] | None = None) -> dict[str, Any]:
+    """The benchmark's table from ``--records`` files (several runs' records combine; each window counts once).
+
+    ``ours`` is the recorded verdict with labels, or with other ``floors`` the same windows re-judged (`judged`
+    over the recorded p-values, those of the re-floored tests recomputed: `with_floors`); ``ours_without_labels``
+    re-judges without the label tests (fraud rate, frauds' amounts); the Evidently columns count the windows
+    Evidently ran on (``--evidently-windows``, ``--evidently-only``).
+    """
     frame = pd.concat([pd.read_json(path, lines=True) for path in paths if path.stat().st_size], ignore_index=True)
     if "evidently_any" not in frame.columns:
         frame["evidently_any"] = frame["evidently_dataset"] = None
@@ -539,21 +591,18 @@ def table_from_records(paths: Sequence[Path], alpha: float) -> dict[str, Any]:
     evidently = frame.loc[frame["name"] == "(evidently)"].drop_duplicates(keys)
     tests = frame.loc[(frame["name"] != "(evidently)") & frame["labels"].astype(bool)]
     tests = tests.drop_duplicates([*keys, "name"])
+    if floors:
+        tests = with_floors(tests, floors)
     results: dict[str, Any] = {}
     for (case, size), cell in tests.groupby(["case", "size"], sort=False):
         ours = without = 0
         columns: dict[str, int] = {}
         for _, window in cell.groupby("window"):
-            ours += bool(window["drift"].any())
-            for name in window.loc[window["drift"].astype(bool), "name"]:
+            drifts = judged(window, alpha) if floors else window["drift"].astype(bool).to_numpy()
+            ours += bool(drifts.any())
+            for name in window.loc[drifts, "name"]:
                 columns[name] = columns.get(name, 0) + 1
-            kept = window.loc[window["kind"] != "label"]
-            judged = np.maximum(kept["p_value"].to_numpy(float), kept["p_beyond"].to_numpy(float))
-            effect, floor = kept["effect"].to_numpy(float), kept["threshold"].to_numpy(float)
-            one_sided = (kept["name"].str.startswith("score_above") | (kept["name"] == "fraud_rate")).to_numpy()
-            ratio = (kept["method"] == "fisher").to_numpy()
-            beyond = np.where(ratio, (effect >= floor) | (~one_sided & (effect <= 1 / floor)), effect >= floor)
-            without += bool(((holm(judged) <= alpha) & beyond).any())
+            without += bool(judged(window.loc[window["kind"] != "label"], alpha).any())
         windows = int(cell["window"].nunique())
         ev = evidently.loc[(evidently["case"] == case) & (evidently["size"] == size)]
         results.setdefault(str(case), {})[str(size)] = {
@@ -609,6 +658,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--records", type=Path, default=None, help="Append every test of every window to this JSON-lines file."
     )
+    parser.add_argument(
+        "--floor",
+        action="append",
+        default=[],
+        help="table: re-judge the records with this PSI floor, e.g. type_psi_floor=0.005 (repeatable).",
+    )
     args = parser.parse_args(argv)
     global UNLABELLED, EVIDENTLY_ONLY  # noqa: PLW0603 - run-wide switches set once from the command line
     UNLABELLED = not args.labels_only
@@ -617,8 +672,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.records.parent.mkdir(parents=True, exist_ok=True)
         RECORDS.append(args.records)
     if args.mode == "table":
-        from_records = table_from_records(args.from_records, DriftConfig().alpha)
-        _print_table(f"from {', '.join(str(p) for p in args.from_records)}", from_records)
+        floors = parse_floors(args.floor)
+        from_records = table_from_records(args.from_records, DriftConfig().alpha, floors)
+        rejudged = f", re-judged with {', '.join(f'{k}={v:g}' for k, v in floors.items())}" if floors else ""
+        _print_table(f"from {', '.join(str(p) for p in args.from_records)}{rejudged}", from_records)
         print(
             "\nours = any column drifts, labels matured in the window; no lbl = the same windows re-judged without the "
             "label tests; ev any / ev set = Evidently DataDriftPreset defaults on the first 'ev n' windows: any column "
@@ -631,7 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"  {case} {int(size):,}: {top}")
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"mode": "table", "results": from_records}, indent=2))
+            args.json.write_text(json.dumps({"mode": "table", "floors": floors, "results": from_records}, indent=2))
         return 0
     if args.mode == "chain":
         import tempfile
@@ -652,7 +709,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"\nretraining trigger: policy {policy.sustained_windows} drifting windows in a row, "
             f">= {policy.min_new_frauds} new labelled frauds, cooldown {policy.cooldown}; "
-            f"{args.run_windows} hourly windows of {args.window_rows:,} rows per run"
+            f"{args.run_windows} hourly windows of {args.window_rows:,} rows per run; "
+            f"{time.process_time():.0f} s of CPU, load average {os.getloadavg()[0]:.1f}"
         )
         print(f"{'case':<36} {'runs':>5} {'never':>7} {'once':>7} {'twice+':>7}  first trigger at window")
         for case, cell in retrained.items():

@@ -1,4 +1,5 @@
-"""When to retrain: sustained drift or a measured performance drop, enough new labelled fraud, and a cooldown.
+"""When to retrain, and on what: sustained drift or a measured performance drop, enough new labelled fraud, and a
+cooldown; then the window's labelled rows, split forward in time, for the training pipeline.
 
 Retraining on every alarm would churn models on noise, and retraining without new fraud labels cannot learn
 the new pattern. The trigger therefore needs all of:
@@ -8,22 +9,31 @@ the new pattern. The trigger therefore needs all of:
 2. at least `RetrainPolicy.min_new_frauds` labelled frauds since the last trigger (the material to learn from);
 3. the cooldown since the last trigger has passed.
 
-Every trigger is kept with its reason, time and evidence in the state (and the caller submits the training
-pipeline on the recent window; its result is registered as ``challenger`` and enters the canary flow). This
-module only decides; `fraud.cli.monitor` submits (the monitoring package never imports the pipeline).
+`check` applies the policy to one judged window and, when it fires, hands the window's training data
+(`training_window`) to a `Submit` callable, keeping the trigger with its reason, evidence and the submission's
+outcome in the state file. The callable comes from the caller (`pipelines.retraining` builds the one that runs
+or submits the training pipeline): the monitoring package never imports the pipeline (import-linter).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fraud.errors import DataValidationError
+from fraud.errors import DataValidationError, FraudError
+from fraud.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from monitoring.drift import DriftResult
+    from monitoring.window import Window
 
 
 @dataclass(frozen=True)
@@ -33,14 +43,23 @@ class RetrainPolicy:
     cooldown: timedelta = timedelta(hours=24)
     min_recall_ratio: float = 0.8
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetrainPolicy:
+        """The policy the monitor runs: drift as long as the drift alert needs, the configured frauds and cooldown."""
+        return cls(
+            sustained_windows=settings.monitor_alert_windows,
+            min_new_frauds=settings.monitor_retrain_min_frauds,
+            cooldown=timedelta(hours=settings.monitor_retrain_cooldown_hours),
+        )
+
 
 @dataclass(frozen=True)
 class Trigger:
     """One firing: when, why (the reason a person reads), on what evidence, and what the submission gave.
 
-    ``result`` is filled once the training run was submitted: the new version and its aliases (local), the
-    KFP run id (cluster), or the error that stopped it. A trigger is recorded before the submission starts, so
-    a failed or interrupted run still starts the cooldown (no retraining storm on a broken pipeline).
+    ``result`` is filled once the training run was submitted (`check`): the new version and its aliases
+    (local), the KFP run id (cluster), or the error that stopped it. A trigger is recorded before the submission
+    starts, so a failed or interrupted run still starts the cooldown (no retraining storm on a broken pipeline).
     """
 
     at: str
@@ -158,3 +177,106 @@ def forward_split(steps: np.ndarray, is_fraud: np.ndarray) -> tuple[int, int]:
     last_in_validation = int(fraud_steps[fraud_steps <= valid_end][-1])
     train_end = int(np.clip(train_q, fraud_steps[0], last_in_validation - 1))
     return train_end, valid_end
+
+
+def training_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The window's labelled rows in the dataset's format, oldest step first, for the training pipeline.
+
+    Post-transaction balances are not logged (the model never reads them); they are filled with the
+    balance the transaction implies, and ``isFlaggedFraud`` with 0, so the file passes the dataset's contract.
+
+    Raises:
+        DataValidationError: the window has no labelled row.
+    """
+    from fraud.schema import COLUMNS
+
+    labelled = frame.loc[frame["isFraud"].notna()].copy() if "isFraud" in frame.columns else frame.iloc[:0]
+    if labelled.empty:
+        raise DataValidationError(
+            "the window has no labelled rows to retrain on; wait for labels (fraudctl monitor labels)"
+        )
+    amount = labelled["amount"].to_numpy(dtype=np.float64)
+    incoming = (labelled["type"] == "CASH_IN").to_numpy()
+    orig = labelled["oldbalanceOrg"].to_numpy(dtype=np.float64)
+    dest = labelled["oldbalanceDest"].to_numpy(dtype=np.float64)
+    if "newbalanceOrig" not in labelled.columns or labelled["newbalanceOrig"].isna().any():
+        labelled["newbalanceOrig"] = np.where(incoming, orig + amount, np.maximum(orig - amount, 0.0))
+    if "newbalanceDest" not in labelled.columns or labelled["newbalanceDest"].isna().any():
+        labelled["newbalanceDest"] = np.where(incoming, np.maximum(dest - amount, 0.0), dest + amount)
+    labelled["isFraud"] = labelled["isFraud"].astype(np.int8)
+    labelled["isFlaggedFraud"] = np.int8(0)
+    labelled["step"] = labelled["step"].astype(np.int32)
+    table: pd.DataFrame = labelled[list(COLUMNS)].sort_values("step", kind="stable").reset_index(drop=True)
+    return table
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    """What a retraining run learns from: the window's labelled rows and their forward split (`forward_split`)."""
+
+    table: pd.DataFrame
+    train_end_step: int
+    valid_end_step: int
+
+    @property
+    def frauds(self) -> int:
+        return int(self.table["isFraud"].sum())
+
+
+def training_window(frame: pd.DataFrame) -> TrainingWindow:
+    """The labelled rows of a judged window, split forward in time with fraud in every block.
+
+    Raises:
+        DataValidationError: no labelled rows, or frauds on fewer than three steps (the message says which).
+    """
+    table = training_table(frame)
+    train_end, valid_end = forward_split(table["step"].to_numpy(), table["isFraud"].to_numpy())
+    return TrainingWindow(table, train_end, valid_end)
+
+
+Submit = Callable[[TrainingWindow, str], dict[str, Any]]
+"""Starts training on a window for a reason (`pipelines.retraining.submitter`) and returns its outcome as plain
+JSON values: the new version and the rollout command (local), or the KFP run id (cluster). Raises `FraudError`
+when the run cannot start or fails."""
+
+
+def new_frauds(frame: pd.DataFrame) -> int:
+    """Labelled frauds in a window (its matured labels; rows without a label count as not known)."""
+    if "isFraud" not in frame.columns:
+        return 0
+    return int(np.nansum(frame["isFraud"].to_numpy(dtype=np.float64) > 0))
+
+
+def check(
+    path: Path,
+    policy: RetrainPolicy,
+    result: DriftResult,
+    window: Window,
+    now: datetime,
+    submit: Submit,
+) -> dict[str, Any]:
+    """Feed one judged window to the policy kept in `path`; when it fires, submit training on the window.
+
+    The trigger is saved before anything is submitted, so a run that fails (or a window that cannot be split)
+    still starts the cooldown, and its outcome is attached to it afterwards: the submission's result, or the
+    error. Returns what the monitor prints: ``triggered``, and the reason and outcome when it fired.
+    """
+    state, trigger = observe(
+        load(path),
+        policy,
+        now=now,
+        drift=result.drift,
+        drifted=[c.name for c in result.drifted],
+        new_frauds=new_frauds(window.frame),
+        window=window.info(),
+    )
+    save(path, state)
+    if trigger is None:
+        return {"triggered": False, "drift_windows": state.drift_windows, "new_frauds": state.new_frauds}
+    try:
+        submitted = submit(training_window(window.frame), trigger.reason)
+    except FraudError as exc:
+        save(path, record_result(state, {"error": str(exc)}))
+        return {"triggered": True, "reason": trigger.reason, "error": str(exc)}
+    save(path, record_result(state, submitted))
+    return {"triggered": True, "reason": trigger.reason, **submitted}

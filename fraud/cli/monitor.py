@@ -19,8 +19,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from fraud.cli.ui import console, err_console
-from fraud.errors import ConfigError, FraudError
+from fraud.errors import ConfigError
 from fraud.settings import Settings, get_settings
+from pipelines.retraining import RETRAIN_FAMILIES, RETRAIN_TRIALS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -94,8 +95,6 @@ def _print_collector(section: dict[str, Any]) -> None:
 
 
 DRIFT_ALERT = "FraudModelDrift"
-RETRAIN_TRIALS = 8
-RETRAIN_FAMILIES = "xgboost,hist_gb,logreg"
 
 
 def _state_dir(settings: Settings) -> Path:
@@ -358,147 +357,35 @@ def _retrain(
     trials: int = RETRAIN_TRIALS,
     families: str = RETRAIN_FAMILIES,
 ) -> dict[str, Any]:
-    """Feed the window to the retraining policy; submit the training pipeline on the window when it fires.
-
-    The trigger is saved before the submission (so a failed run still starts the cooldown), then its outcome is
-    attached to it: the new version, or the error.
-    """
-    import numpy as np
-
+    """Apply the retraining policy to the window (`monitoring.retrain.check`), submitting with the pipeline's
+    submitter (`pipelines.retraining`) and showing its progress."""
     from monitoring import retrain
+    from pipelines.retraining import submitter
+    from pipelines.runner import StepEvent
 
-    path = _state_dir(settings) / "retrain.json"
-    policy = retrain.RetrainPolicy(
-        sustained_windows=settings.monitor_alert_windows,
-        min_new_frauds=settings.monitor_retrain_min_frauds,
-        cooldown=timedelta(hours=settings.monitor_retrain_cooldown_hours),
-    )
-    labels = window.frame["isFraud"].to_numpy(dtype=np.float64) if "isFraud" in window.frame.columns else np.empty(0)
-    new_frauds = int(np.nansum(labels > 0))
-    state, trigger = retrain.observe(
-        retrain.load(path),
-        policy,
-        now=now,
-        drift=result.drift,
-        drifted=[c.name for c in result.drifted],
-        new_frauds=new_frauds,
-        window=window.info(),
-    )
-    retrain.save(path, state)
-    if trigger is None:
-        return {"triggered": False, "drift_windows": state.drift_windows, "new_frauds": state.new_frauds}
-    err_console.print(f"[bold]retraining triggered[/]: {trigger.reason}")
-    try:
-        submitted = submit_retraining(
-            settings, window.frame, kfp_host, reason=trigger.reason, trials=trials, families=families
+    folder = _state_dir(settings)
+    with err_console.status("applying the retraining policy…") as spinner:
+
+        def on_event(event: StepEvent) -> None:
+            if event.state in {"started", "progress"}:
+                spinner.update(f"retraining: [bold]{event.step}[/] running… {event.detail}")
+            else:
+                err_console.print(f"  {event.step:<11} {event.state} in {event.seconds:.1f} s")
+
+        submit = submitter(
+            settings, folder / "retrain", kfp_host=kfp_host, trials=trials, families=families, on_event=on_event
         )
-    except FraudError as exc:
-        retrain.save(path, retrain.record_result(state, {"error": str(exc)}))
-        return {"triggered": True, "reason": trigger.reason, "error": str(exc)}
-    retrain.save(path, retrain.record_result(state, submitted))
-    return {"triggered": True, "reason": trigger.reason, **submitted}
 
+        def announced(training: retrain.TrainingWindow, reason: str) -> dict[str, Any]:
+            err_console.print(
+                f"[bold]retraining triggered[/]: {reason}; training on {len(training.table):,} labelled rows "
+                f"({training.frauds:,} fraud; log: pipeline-runs/)"
+            )
+            return submit(training, reason)
 
-def training_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """The window's labelled rows in the dataset's format, for the training pipeline.
-
-    Post-transaction balances are not logged (the model never reads them); they are filled with the
-    balance the transaction implies, and ``isFlaggedFraud`` with 0, so the file passes the dataset's contract.
-    """
-    import numpy as np
-
-    from fraud.schema import COLUMNS
-
-    labelled = frame.loc[frame["isFraud"].notna()].copy()
-    if labelled.empty:
-        raise ConfigError("the window has no labelled rows to retrain on; wait for labels (fraudctl monitor labels)")
-    amount = labelled["amount"].to_numpy(dtype=np.float64)
-    incoming = (labelled["type"] == "CASH_IN").to_numpy()
-    orig = labelled["oldbalanceOrg"].to_numpy(dtype=np.float64)
-    dest = labelled["oldbalanceDest"].to_numpy(dtype=np.float64)
-    if "newbalanceOrig" not in labelled.columns or labelled["newbalanceOrig"].isna().any():
-        labelled["newbalanceOrig"] = np.where(incoming, orig + amount, np.maximum(orig - amount, 0.0))
-    if "newbalanceDest" not in labelled.columns or labelled["newbalanceDest"].isna().any():
-        labelled["newbalanceDest"] = np.where(incoming, np.maximum(dest - amount, 0.0), dest + amount)
-    labelled["isFraud"] = labelled["isFraud"].astype(np.int8)
-    labelled["isFlaggedFraud"] = np.int8(0)
-    labelled["step"] = labelled["step"].astype(np.int32)
-    table: pd.DataFrame = labelled[list(COLUMNS)].sort_values("step", kind="stable").reset_index(drop=True)
-    return table
-
-
-def submit_retraining(
-    settings: Settings,
-    frame: pd.DataFrame,
-    kfp_host: str | None,
-    *,
-    reason: str,
-    trials: int = RETRAIN_TRIALS,
-    families: str = RETRAIN_FAMILIES,
-) -> dict[str, Any]:
-    """Train on the window: the same run `fraudctl pipeline run` does (or a KFP run on a cluster).
-
-    The window's steps are split forward in time (`monitoring.retrain.forward_split`: about 70 % train, 15 %
-    validation, 15 % test, each later block holding fraud); the
-    new version is registered as ``challenger`` (tagged with the trigger's reason), where the canary rollout
-    picks it up: the champion serving *before* the run is recorded, because the pipeline's offline gate may
-    already move the champion alias, and the rollout must compare the new version with what served traffic.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from fraud.schema import ARROW_SCHEMA
-    from monitoring.retrain import forward_split
-    from pipelines.runner import compile_pipeline, run_local, submit
-
-    table = training_table(frame)
-    train_end, valid_end = forward_split(table["step"].to_numpy(), table["isFraud"].to_numpy())
-    folder = _state_dir(settings) / "retrain"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"window-{datetime.now(UTC):%Y%m%dT%H%M%S}.parquet"
-    pq.write_table(pa.Table.from_pandas(table, schema=ARROW_SCHEMA, preserve_index=False), path)
-    arguments: dict[str, Any] = {
-        "source": str(path),
-        "rows": len(table),
-        "seed": 7,
-        "scenario": "baseline",
-        "feature_set": "strict",
-        "train_end_step": train_end,
-        "valid_end_step": valid_end,
-        "n_trials": trials,
-        "timeout_s": 900.0,
-        "families": families,
-        "alert_budget": 0.02,
-    }
-    if kfp_host:
-        from fraud.store import ObjectStore, S3Uri
-
-        uri = S3Uri(settings.data_bucket, f"monitoring/retrain/{path.name}")
-        ObjectStore.from_settings(settings).upload_file(path, uri)
-        from fraud.params import TrainingParams
-
-        package = compile_pipeline(settings, settings.home_dir / "build" / "fraud-training.yaml")
-        params = TrainingParams.parse({**arguments, "source": str(uri)})
-        run_id = submit(settings, kfp_host, package, params, "fraud-retraining")
-        return {"submitted": "kfp", "run_id": run_id, "data": str(uri), "reason": reason}
-    from fraud.registry import CHAMPION, connect, version_by_alias
-
-    client = connect(settings)
-    before = version_by_alias(client, settings.model_name, CHAMPION)
-    champion = None if before is None else str(before.version)
-    with err_console.status(f"training on {len(table):,} labelled rows of the window (log: pipeline-runs/)…"):
-        outcome = run_local(settings, arguments)
-    client.set_model_version_tag(settings.model_name, outcome.version, "retrain_reason", reason[:5000])
-    canary = "fraudctl canary start --alias challenger" + (f" --champion-version {champion}" if champion else "")
-    return {
-        "submitted": "local",
-        "version": outcome.version,
-        "aliases": outcome.aliases,
-        "champion_before": champion,
-        "canary": canary,
-        "run_id": outcome.run_id,
-        "data": str(path),
-    }
+        return retrain.check(
+            folder / "retrain.json", retrain.RetrainPolicy.from_settings(settings), result, window, now, announced
+        )
 
 
 @app.command()

@@ -1,18 +1,27 @@
 """The retraining trigger on drift verdicts of generated windows: exactly one trigger in a sustained-drift run,
-none in a healthy run, and the guards (new frauds, cooldown) each able to hold it back."""
+none in a healthy run, and the guards (new frauds, cooldown) each able to hold it back; the window's training
+data (labelled rows in the dataset's format, split forward with fraud in every block); a trigger whose window
+cannot be trained on keeps its error and still starts the cooldown. The real submission is
+`test_retrain_submit.py` (the session stack and a real pipeline run)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from fraud.data.generator import generate
 from fraud.data.scenarios import get_scenario
 from fraud.errors import DataValidationError
+from fraud.settings import load_settings
 from monitoring import retrain
 from monitoring.drift import detect
 from monitoring.retrain import forward_split
+from monitoring.window import Window, read_transactions
+from pipelines.retraining import submitter, write_window
 from tests.monitoring.conftest import World, sample
 
 START = datetime(2026, 12, 6, tzinfo=UTC)
@@ -109,3 +118,55 @@ def test_forward_split_refuses_a_window_whose_frauds_cannot_fill_three_blocks() 
     steps = np.arange(1, 101)
     with pytest.raises(DataValidationError, match="2 distinct step"):
         forward_split(steps, np.isin(steps, [50, 90]))
+
+
+def logged(rows: int, seed: int) -> pd.DataFrame:
+    """Rows as the inference log holds them: no post-transaction balances, labels only where they matured."""
+    frame: pd.DataFrame = generate(rows, seed=seed).to_pandas()
+    frame = frame.drop(columns=["newbalanceOrig", "newbalanceDest", "isFlaggedFraud"])
+    frame["isFraud"] = frame["isFraud"].astype(np.float64)
+    frame.loc[frame.index % 10 == 0, "isFraud"] = np.nan  # pending labels
+    return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)  # arrival order, not step order
+
+
+def test_the_training_table_is_a_valid_dataset_file_of_the_labelled_rows(tmp_path: Path) -> None:
+    frame = logged(5_000, seed=3)
+    window = retrain.training_window(frame)
+    table = window.table
+    assert len(table) == int(frame["isFraud"].notna().sum())
+    assert table["step"].is_monotonic_increasing
+    assert window.frauds == int(np.nansum(frame["isFraud"])) > 0
+    cash_in = table.loc[table["type"] == "CASH_IN"].iloc[0]
+    assert cash_in["newbalanceOrig"] == pytest.approx(cash_in["oldbalanceOrg"] + cash_in["amount"])
+    payment = table.loc[table["type"] == "PAYMENT"].iloc[0]
+    assert payment["newbalanceOrig"] == pytest.approx(max(payment["oldbalanceOrg"] - payment["amount"], 0.0))
+    path = write_window(window, tmp_path)
+    assert len(read_transactions(str(path), load_settings())) == len(table)  # passes the dataset's contract
+    with pytest.raises(DataValidationError, match="no labelled rows"):
+        retrain.training_table(frame.assign(isFraud=np.nan))
+
+
+def test_a_window_that_cannot_be_trained_on_keeps_the_error_and_starts_the_cooldown(
+    world: World, tmp_path: Path
+) -> None:
+    """Frauds on only two steps cannot fill train, validation and test: the trigger is kept with the reason why
+    (before anything is submitted) and the next sustained drift waits for the cooldown."""
+    frame = logged(2_000, seed=4).assign(isFraud=0.0)
+    frame.loc[frame.index[:2], ["step", "isFraud"]] = [[10, 1.0], [20, 1.0]]
+    frame["amount"] *= 3  # drift
+    frame["score"] = world.score(frame)
+    frame["decision"] = world.thresholds.decide(frame["score"].to_numpy())
+    policy = retrain.RetrainPolicy(sustained_windows=1, min_new_frauds=1, cooldown=timedelta(hours=24))
+    state_file = tmp_path / "retrain.json"
+    submit = submitter(load_settings(), tmp_path / "data")
+    window = Window(frame, "test window")
+    drifting = detect(frame, world.reference)
+    assert drifting.drift and "amount" in [c.name for c in drifting.drifted]
+    outcome = retrain.check(state_file, policy, drifting, window, START, submit)
+    assert outcome["triggered"] and "2 distinct step" in outcome["error"]
+    state = retrain.load(state_file)
+    assert state.last_trigger_at == START.isoformat(timespec="seconds")
+    assert "2 distinct step" in state.triggers[0].result["error"]
+    assert not (tmp_path / "data").exists()  # nothing was written or submitted
+    later = retrain.check(state_file, policy, drifting, window, START + timedelta(hours=1), submit)
+    assert later == {"triggered": False, "drift_windows": 1, "new_frauds": 2}
