@@ -72,12 +72,14 @@ def write_window(window: TrainingWindow, data_dir: Path) -> Path:
 
 
 def training_arguments(window: TrainingWindow, source: str, trials: int, families: str) -> dict[str, Any]:
-    """The pipeline's parameters for a window: its rows as the source, split where `forward_split` put it."""
+    """The pipeline's parameters for a window: its rows as the source, split where `forward_split` put it.
+
+    ``rows`` and ``scenario`` are left out: they only shape generated data (and ``rows`` has a generator's
+    minimum that a small window's file need not meet).
+    """
     return {
         "source": source,
-        "rows": len(window.table),
         "seed": RETRAIN_SEED,
-        "scenario": "baseline",
         "feature_set": "strict",
         "train_end_step": window.train_end_step,
         "valid_end_step": window.valid_end_step,

@@ -41,6 +41,17 @@ def test_a_type_mix_shift_is_found_in_type_and_decisions(world: World) -> None:
     assert result.column("score").drift
 
 
+def test_a_half_again_larger_transfer_share_is_found_in_a_large_window(world: World) -> None:
+    """TRANSFER from 8.4 % to 12.6 % of traffic: a type PSI near 0.015, which the old floor of 0.01 let through
+    at every window size (the minimum-effect test cannot show 0.015 > 0.01 against a 20k-row reference)."""
+    month = world.month(11, get_scenario("type_mix", type_shares="TRANSFER=0.126"))
+    result = detect(month, world.reference, DriftConfig())
+    column = result.column("type")
+    assert 0.01 < column.statistic < 0.03  # the shift is this modest
+    assert column.drift, (column.statistic, column.p_value, column.p_beyond, column.p_adjusted)
+    assert not detect(month, world.reference, DriftConfig(type_psi_floor=0.01)).column("type").drift
+
+
 def test_more_fraud_is_found_once_labels_are_in_the_window(world: World) -> None:
     month = world.month(11, get_scenario("fraud_rate", fraud_rate_multiplier=10.0))
     window = sample(month, 20_000, 0)
