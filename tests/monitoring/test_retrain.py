@@ -152,7 +152,8 @@ def test_a_window_that_cannot_be_trained_on_keeps_the_error_and_starts_the_coold
     """Frauds on only two steps cannot fill train, validation and test: the trigger is kept with the reason why
     (before anything is submitted) and the next sustained drift waits for the cooldown."""
     frame = logged(2_000, seed=4).assign(isFraud=0.0)
-    frame.loc[frame.index[:2], ["step", "isFraud"]] = [[10, 1.0], [20, 1.0]]
+    frame.loc[frame.index[:2], "step"] = np.array([10, 20], dtype=frame["step"].dtype)
+    frame.loc[frame.index[:2], "isFraud"] = 1.0
     frame["amount"] *= 3  # drift
     frame["score"] = world.score(frame)
     frame["decision"] = world.thresholds.decide(frame["score"].to_numpy())
