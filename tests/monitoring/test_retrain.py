@@ -151,9 +151,11 @@ def test_a_window_that_cannot_be_trained_on_keeps_the_error_and_starts_the_coold
 ) -> None:
     """Frauds on only two steps cannot fill train, validation and test: the trigger is kept with the reason why
     (before anything is submitted) and the next sustained drift waits for the cooldown."""
-    frame = logged(2_000, seed=4).assign(isFraud=0.0)
-    frame.loc[frame.index[:2], "step"] = np.array([10, 20], dtype=frame["step"].dtype)
-    frame.loc[frame.index[:2], "isFraud"] = 1.0
+    frame = logged(2_000, seed=4)
+    steps = frame["step"].to_numpy(dtype=np.int64)
+    steps[:2] = [10, 20]
+    frame["step"] = steps
+    frame["isFraud"] = np.where(np.arange(len(frame)) < 2, 1.0, 0.0)
     frame["amount"] *= 3  # drift
     frame["score"] = world.score(frame)
     frame["decision"] = world.thresholds.decide(frame["score"].to_numpy())
