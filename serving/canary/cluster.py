@@ -45,7 +45,16 @@ from fraud.errors import FraudError
 from fraud.registry import CHAMPION, connect, set_alias, version_by_alias
 from fraud.settings import Settings
 from serving.canary.evidence import ArmSample, Window
-from serving.canary.rollout import Action, ActionKind, RolloutSpec, RolloutState, applied, reconcile, start
+from serving.canary.rollout import (
+    Action,
+    ActionKind,
+    RolloutSpec,
+    RolloutState,
+    applied,
+    manual,
+    reconcile,
+    start,
+)
 
 log = logging.getLogger(__name__)
 
@@ -425,11 +434,66 @@ class ClusterRuntime:
             raise ClusterRolloutError(f"{self.namespace}/{self.name}: no rollout and no canary; waiting for one")
         if state.terminal:
             return state
+        handled = self.outside_change(state, isvc, spec_overrides)
+        if handled is not None:
+            return handled
         window = self.collect(state, isvc)
         if window is None:
             return state
         state, action = reconcile(state, window, time.time())
         return self.commit(state, action)
+
+    # --- changes made behind the controller (kubectl edit, helm upgrade, another tool) -----------------------
+    def outside_change(self, state: RolloutState, isvc: Obj, spec_overrides: Mapping[str, Any]) -> RolloutState | None:
+        """The rollout's answer to a canary removed, replaced or re-weighted by someone else (None: no change)."""
+        entry = canary_entry(isvc)
+        if entry is None:
+            return self.canary_removed(state)
+        if served_version(entry["predictor"]) != state.spec.challenger_version:
+            return self.canary_replaced(state, isvc, spec_overrides)
+        live = int(entry.get("trafficPercent", 0))
+        return self.restore_weight(state, isvc, live) if live != state.weight else None
+
+    def canary_removed(self, state: RolloutState) -> RolloutState:
+        """The canary entry went away mid-rollout: nothing is left to judge, so the rollout ends as rolled back
+        (the challenger tagged), exactly as if the rollback had been asked for."""
+        log.warning(
+            "%s/%s: the canary (version %s) was removed outside the controller at %s %%: recording a rollback",
+            self.namespace,
+            self.name,
+            state.spec.challenger_version,
+            state.weight,
+        )
+        state, action = manual(state, "rollback", time.time())
+        return self.commit(state, action)
+
+    def canary_replaced(self, state: RolloutState, isvc: Obj, spec_overrides: Mapping[str, Any]) -> RolloutState:
+        """A different version took the canary's place mid-rollout: the evidence gathered was about the old one, so
+        that rollout is abandoned (its version tagged ``superseded``) and a new one starts from the first step."""
+        entry = canary_entry(isvc)
+        new_version = served_version(entry["predictor"]) if entry is not None else "none"
+        reason = f"superseded by version {new_version} at {state.weight} % (checks: {json.dumps(state.checks)})"
+        log.warning("%s/%s: version %s %s", self.namespace, self.name, state.spec.challenger_version, reason)
+        self.tag(state.spec.challenger_version, "superseded", reason)
+        return self.begin(isvc, spec_overrides)
+
+    def restore_weight(self, state: RolloutState, isvc: Obj, live: int) -> RolloutState:
+        """The live split differs from the rollout's step: the rollout's weight is put back, since every check
+        compares the arms under the split the state machine set (a larger canary share is exposure nobody judged)."""
+        log.warning(
+            "%s/%s: spec.canary trafficPercent was changed to %s %% outside the controller; restoring the rollout's "
+            "%s %% (pause, promote or roll back through `fraudctl canary` instead)",
+            self.namespace,
+            self.name,
+            live,
+            state.weight,
+        )
+        body = weight_patch(isvc, state.weight)
+        check_canary_rules(merge(isvc, body))
+        self.patch(body)
+        self._last.clear()  # the window under the other split is not evidence about this one
+        self._window_start = time.time()
+        return state
 
 
 def run_cluster_controller(

@@ -344,3 +344,79 @@ def test_helm_upgrade_mid_rollout_keeps_the_controllers_split(
     assert "the canary controller promoted version 3" in str(refused.value)
     assert "predictor.variantName=challenger" in str(refused.value)
     assert get_isvc(cluster, namespace)["spec"] == spec
+
+
+def test_the_controller_answers_changes_made_behind_it(
+    cluster: Cluster, racing_release: tuple[str, Obj], registry: Settings, tmp_path: Path
+) -> None:
+    """Someone else edits the InferenceService mid-rollout: a split changed by hand is put back to the rollout's
+    step (exposure nobody judged); a `helm upgrade` naming another canary version is refused by the chart, saying
+    how to end the rollout; a canary version replaced by hand abandons the old rollout (its version tagged
+    `superseded`) and starts a new one from the first step; a canary removed by hand ends the rollout as rolled back
+    (tagged), the champion untouched."""
+    namespace, values = racing_release
+    kubeconfig = service_account_kubeconfig(cluster, namespace, CONTROLLER, tmp_path / "controller.kubeconfig")
+    as_controller = client.CustomObjectsApi(config.new_client_from_config(config_file=str(kubeconfig)))
+    as_admin = client.CustomObjectsApi(cluster.api)
+    wait_for(lambda: f"{ISVC}-challenger-predictor" in deployments(cluster, namespace), "the canary Deployment")
+    runtime = ClusterRuntime(registry, namespace, ISVC, api=as_controller)
+    started = runtime.step({"steps": (5, 25, 50, 100)})
+    assert (started.phase, started.weight, started.spec.challenger_version) == (Phase.PROGRESSING, 5, "3")
+
+    # 1. The admin sends 60 % to the canary by hand: the next look restores 5 %, the state unchanged.
+    (entry,) = get_isvc(cluster, namespace)["spec"]["canary"]
+    as_admin.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, ISVC, {"spec": {"canary": [{**entry, "trafficPercent": 60}]}}
+    )
+    assert [c["trafficPercent"] for c in get_isvc(cluster, namespace)["spec"]["canary"]] == [60]
+    state = runtime.step({"steps": (5, 25, 50, 100)})
+    isvc = get_isvc(cluster, namespace)
+    assert [c["trafficPercent"] for c in isvc["spec"]["canary"]] == [5]
+    assert state.to_json() == started.to_json()
+    assert isvc["metadata"]["annotations"][STATE_ANNOTATION] == started.to_json()
+    wait_for(partial(canary_status_is, cluster, namespace, 5), "KServe's canary status back at 5 %")
+
+    # 2. A `helm upgrade` naming version 4 as the canary mid-rollout is refused at render time, saying what to do
+    #    (server-side apply cannot take spec.canary over from the controller: the release would fail half applied).
+    replaced = copy.deepcopy(values)
+    replaced["predictor"]["canary"] = {
+        "enabled": True,
+        "name": "candidate",
+        "trafficPercent": 0,
+        "model": {"alias": "challenger", "version": "4", "storageUri": NEXT_URI},
+    }
+    before = get_isvc(cluster, namespace)
+    with pytest.raises(helm.HelmError) as refused:
+        upgrade(cluster.kubeconfig, namespace, replaced)
+    assert "the canary controller is rolling out version 3" in str(refused.value)
+    assert "--type merge" in str(refused.value) and "predictor.canary.model.version=3" in str(refused.value)
+    assert get_isvc(cluster, namespace)["spec"] == before["spec"]
+
+    # 3. The admin puts version 4 in the canary's place by hand: version 3's rollout is abandoned (tagged
+    #    superseded with its checks) and version 4's begins at the first step.
+    candidate = copy.deepcopy(entry)
+    candidate["predictor"]["name"] = "candidate"
+    replacements = {"FRAUD_MODEL_VERSION": "4", "STORAGE_URI": NEXT_URI}
+    for item in candidate["predictor"]["containers"][0]["env"]:
+        if item["name"] in replacements:
+            item["value"] = replacements.pop(item["name"])
+    assert not replacements, f"the canary entry lacks {replacements}"
+    as_admin.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, ISVC, {"spec": {"canary": [{**candidate, "trafficPercent": 0}]}}
+    )
+    state = runtime.step({"steps": (5, 25, 50, 100)})
+    assert (state.phase, state.weight) == (Phase.PROGRESSING, 5)
+    assert (state.spec.champion_version, state.spec.challenger_version) == ("2", "4")
+    assert [c["trafficPercent"] for c in get_isvc(cluster, namespace)["spec"]["canary"]] == [5]
+    mlflow = connect(registry)
+    tags = mlflow.get_model_version(registry.model_name, "3").tags
+    assert tags["canary_outcome"] == "superseded" and "version 4 at 5 %" in tags["canary_reason"]
+
+    # 4. The admin deletes the canary: the rollout ends rolled back, version 4 tagged, the champion still 2.
+    as_admin.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, ISVC, {"spec": {"canary": None}})
+    state = runtime.step({"steps": (5, 25, 50, 100)})
+    assert (state.phase, state.pending_action) == (Phase.ROLLED_BACK, None)
+    assert "canary" not in get_isvc(cluster, namespace)["spec"]
+    assert mlflow.get_model_version(registry.model_name, "4").tags["canary_outcome"] == "rolled_back"
+    champion = version_by_alias(mlflow, registry.model_name, CHAMPION)
+    assert champion is not None and str(champion.version) == "2"
