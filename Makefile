@@ -35,7 +35,7 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 venv: $(VENV)/.synced ## create or update .venv from uv.lock
 
-demo: venv ## start the local stack, generate + ingest + profile a dataset, train and register the model
+demo: venv ## the whole lifecycle locally: stack, data, training + registry, a challenger rolled out (canary), daily report, drift check
 	$(BIN)/fraudctl up
 	mkdir -p $(dir $(DEMO_FILE))
 	$(BIN)/fraudctl data generate --rows $(DEMO_ROWS) --seed $(DEMO_SEED) --output $(DEMO_FILE)
@@ -99,7 +99,7 @@ test: venv $(CHECKOV) lint typecheck ## lint, type-check and run every test (sta
 # The cluster test tier's control plane, built from Go modules into ~/.cache/fraud-platform/k8s (hack/k8s/build.sh).
 K8S_BUILD = nice -n 5 bash hack/k8s/build.sh
 .PHONY: k8s-build
-k8s-build: ## build the cluster tier's control plane + KServe from Go modules (~1 h cold on 2 busy cores; cached after)
+k8s-build: ## build the cluster tier's control plane + KServe from Go modules (~16 min cold on 2 quiet cores; cached after)
 	$(K8S_BUILD)
 
 lint: venv

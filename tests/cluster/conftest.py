@@ -33,7 +33,7 @@ from .kserve import KServe, apply, install_crds, start_kserve
 HERE = Path(__file__).resolve().parent
 NOT_BUILT = (
     "cluster tier skipped: the Kubernetes control plane is not built; run `make k8s-build` "
-    "(needs Go >= 1.26 and the Go module proxy; ~40 min cold on 2 cores, then cached) to enable tests/cluster"
+    "(needs Go >= 1.26 and the Go module proxy; ~16 min cold on 2 quiet cores, then cached) to enable tests/cluster"
 )
 FAKE_NODES = ("kwok-node-0", "kwok-node-1")
 MONITORING_CRDS = ("prometheusrules.monitoring.coreos.com", "servicemonitors.monitoring.coreos.com")
