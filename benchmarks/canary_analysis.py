@@ -10,26 +10,32 @@ catch 2.5x the champion's rate (~20,000 requests at 0.04 % blocks), so a whole r
 For each seed and scenario it reports:
 
 - harmless challengers (the same model on both arms; an equal-quality different model; a load spike that
-  triples latency on both arms during the 5 % and 25 % steps): the share of rollouts wrongly rolled back, with a
-  95 % Wilson interval; beside it the same windows judged by a *naive* test, the usual fixed-sample one-sided
-  test (Fisher's exact / sign test / binomial, same Bonferroni split over the checks, no tolerance) repeated
-  at every window, and the anytime-valid tests with every tolerance set to zero (so the error control is shown
-  not to come from the tolerances);
+  triples latency on both arms during the 5 % and 25 % steps; one process, either arm at random, stalling in
+  5 % of windows): the share of rollouts wrongly rolled back, with a 95 % Wilson interval; beside it, for the A/A
+  scenario (every harmless one with ``--naive-all``), the same windows judged by a *naive* test, the usual
+  fixed-sample one-sided test (Fisher's exact / sign test / binomial, same Bonferroni split over the checks, no
+  tolerance, every request an independent draw) repeated at every window, and the anytime-valid tests with every
+  tolerance set to zero (so the error control is shown not to come from the tolerances);
 - broken challengers: the share rolled back (detection), the requests seen before the rollback (median and
   90th percentile over the detected seeds, shadow requests included), the phase and the check that fired.
 
-    .venv/bin/python benchmarks/canary_analysis.py --seeds 500
+    .venv/bin/python benchmarks/canary_analysis.py --seeds 500 --variants default,no-shadow
 
-All numbers are counts over seeds; the run is deterministic for given ``--seeds`` / ``--broken-seeds``. The A/A
-part runs each seed three ways; the whole run took 46 min on the shared 2-core machine at load 15-20.
+All numbers are counts over seeds; the run is deterministic for given ``--seeds`` / ``--broken-seeds``.
+``--only NAME,...`` runs some scenarios (one process each spreads a run over the cores), ``--skip-harmless`` the
+broken part alone.
 
-Last run (2026-12-06, shadow_detectable_ratio 2.5, load average ~19): A/A (500 seeds) wrongful rollbacks 0.0 %
-[0, 0.8] (zero tolerance 0.6 %, naive test at every look 10.8 % [8.4, 13.8]), all 500 promoted after a median
-37,000 requests. Broken challengers at default settings (200 seeds each), detection / median / p90 requests to
-rollback: blocks 0.04->0.16 % 98.5 % [95.7, 99.5] / 10,000 / 14,000 (186 in shadow); 0.04->0.20 % 100 % / 7,000 /
-10,100; 0.3->1.2 % 100 % / 2,000; scores logit+0.5 100 % / 1,000; latency +20 ms 100 % / 1,000; errors 0.1->2 %
-100 % / 1,000. Before shadow waited for power (shadow ended at min_requests / min_seconds), the 4x block change
-was caught in 55.5 % of 200 seeds. ``--skip-harmless --variants default`` runs the broken part alone (~4 min).
+Last run (2026-12-06, latency judged on p50/p90/p99 exceedances in the weighted steps, floors +20 % and +10 ms,
+30 s warm-up, one window weighing at most x4; load average 8-10, one process per scenario at nice 5):
+A/A (500 seeds) wrongful rollbacks 0.0 % [0, 0.8] (zero tolerance 0.6 % [0.2, 1.7], naive test at every look
+10.8 % [8.4, 13.8]), all 500 promoted after a median 37,000 requests (1,101 s for the three ways of 500 seeds);
+equal quality (500 seeds) 0.2 % [0.0, 1.1] (1 on reviews; 497 promoted, 2 paused), A/A + load spike (500) 0.0 %
+[0.0, 0.8], A/A + stalls (200) 0.0 % [0.0, 1.9]. Broken challengers at default settings (200 seeds each),
+detection / median / p90 requests to rollback: blocks 0.04->0.16 % 98.5 % [95.7, 99.5] / 10,000 / 14,000 (186 in
+shadow); 0.04->0.20 % 100 % / 7,000 / 10,100; 0.3->1.2 % 100 % / 2,000 / 2,000; scores logit+0.5 100 % / 1,000;
+latency +20 ms and +250 ms 100 % / 23,000 / 34,000 (all at the 5 % step: shadow calls are not judged on latency);
+errors 0.1->2 % 100 % / 1,000 / 2,000. Without shadow: latency 100 % / 7,000; blocks 0.04->0.16 % 10.5 %
+[7.0, 15.5]. The broken part (both variants) took 1,557 s at nice 15 and load 7-10.
 """
 
 from __future__ import annotations
@@ -254,11 +260,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-harmless", action="store_true", help="skip the harmless scenarios (A/A and co.)")
     parser.add_argument(
+        "--only",
+        default="",
+        help="run only the scenarios whose names are given, comma-separated (e.g. 'A/A same model,equal quality')",
+    )
+    parser.add_argument(
         "--variants",
         default="default,no-shadow,shadow-until-rollback",
         help="broken-challenger variants to run, comma-separated (default: all three)",
     )
     args = parser.parse_args(argv)
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    known = {scenario.name for scenario in HARMLESS + BROKEN}
+    if only - known:
+        parser.error(f"--only: unknown {', '.join(sorted(only - known))}; choose from {', '.join(sorted(known))}")
+    harmless = [s for s in HARMLESS if not only or s.name in only]
+    broken = [s for s in BROKEN if not only or s.name in only]
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # progress line by line when piped to a file
     spec = RolloutSpec(champion_version="1", challenger_version="2")
@@ -277,11 +294,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{'scenario':<20} {'anytime-valid (default)':>28} {'anytime-valid, 0 tolerance':>28} "
             f"{'naive, every look':>28}"
         )
-    for index, scenario in enumerate([] if args.skip_harmless else HARMLESS):
+    for scenario in [] if args.skip_harmless else harmless:
         outcomes = [rollout(scenario, seed, spec) for seed in range(args.seeds)]
         rolled = sum(o.phase is Phase.ROLLED_BACK for o in outcomes)
         promoted = sum(o.phase is Phase.PROMOTED for o in outcomes)
-        if args.skip_naive or (index and not args.naive_all):
+        if args.skip_naive or (scenario is not HARMLESS[0] and not args.naive_all):
             naive_text = zero_text = "-"
         else:
             pairs = [fixed_schedule_run(scenario, seed, spec) for seed in range(args.seeds)]
@@ -311,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     for title, variant, max_windows in (variants[name] for name in chosen):
         print(f"\nbroken challengers, {title}: rolled back before promotion")
         print(f"{'scenario':<20} {'detected (95 % CI)':>28} {'requests median':>16} {'p90':>8}  where / which check")
-        for scenario in BROKEN:
+        for scenario in broken:
             outcomes = [rollout(scenario, seed, variant, max_windows) for seed in range(args.broken_seeds)]
             detected = [o for o in outcomes if o.phase is Phase.ROLLED_BACK]
             requests = np.array([o.requests for o in detected]) if detected else np.array([np.nan])

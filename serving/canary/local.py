@@ -35,16 +35,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import orjson
-import pandas as pd
 import requests
-from mlflow.entities.model_registry import ModelVersion
 
 from fraud.errors import ConfigError, FraudError, RegistryError
-from fraud.registry import CHALLENGER, CHAMPION, connect, set_alias, version_by_alias
 from fraud.settings import Settings, load_settings
 from fraud.stack.ports import pick_free_ports
 from fraud.stack.process import ManagedProcess
@@ -63,6 +60,12 @@ from serving.canary.rollout import (
     start,
 )
 from serving.canary.splitter import SHADOW_ID_SUFFIX, Route, Target, read_route, write_route
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
+# The registry (mlflow) and pandas are imported where they are used: the controller's loop needs neither until it
+# applies a promotion or rollback or reads labels, and importing them took 10-15 s of its start-up on a busy machine.
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +200,7 @@ class LocalRuntime:
         self.paths = CanaryPaths.of(settings)
         self.home = settings.home_dir
         self._counted: set[str] | None = None
-        self._counted_cutoff = pd.Timestamp(0, unit="s", tz="UTC")
+        self._counted_cutoff = 0.0  # Unix seconds: labels at or before it were counted by an earlier controller
 
     # --- processes -----------------------------------------------------------------------------------------
     def _process(self, name: str) -> ManagedProcess:
@@ -457,6 +460,8 @@ class LocalRuntime:
 
     def promote_in_registry(self, champion: str, challenger: str, reason: str) -> None:
         """``champion`` → the challenger's version, ``previous`` → the replaced champion; only what is not so yet."""
+        from fraud.registry import CHAMPION, connect, set_alias, version_by_alias
+
         client = connect(self.settings)
         name = self.settings.model_name
         current = version_by_alias(client, name, CHAMPION)
@@ -485,6 +490,8 @@ class LocalRuntime:
         Only when the training pipeline's offline gate had already pointed ``champion`` at the challenger is the
         alias moved back, so that registry and routing agree again; nothing is deleted.
         """
+        from fraud.registry import CHAMPION, connect, set_alias, version_by_alias
+
         client = connect(self.settings)
         name = self.settings.model_name
         current = version_by_alias(client, name, CHAMPION)
@@ -509,6 +516,8 @@ class LocalRuntime:
         shadow call's id carries `SHADOW_ID_SUFFIX`). Each label is counted once; a restarted controller takes
         the labels that arrived before the state's last update as counted already.
         """
+        import pandas as pd
+
         from monitoring.inference_log import read_log
         from monitoring.labels import read_labels
 
@@ -529,11 +538,11 @@ class LocalRuntime:
                 joined = log_rows.merge(labels, on=["request_id", "row"], how="inner")
                 keys = [f"{version}/{rid}/{row}" for rid, row in zip(joined["request_id"], joined["row"], strict=True)]
                 if self._counted is None:  # a restarted controller: earlier labels were folded in already
-                    cutoff = pd.Timestamp(state.updated_at, unit="s", tz="UTC")
                     self._counted = set()
-                    self._counted_cutoff = cutoff
+                    self._counted_cutoff = state.updated_at
+                cutoff = pd.Timestamp(self._counted_cutoff, unit="s", tz="UTC")
                 fresh = [
-                    key not in self._counted and labeled_at > self._counted_cutoff
+                    key not in self._counted and labeled_at > cutoff
                     for key, labeled_at in zip(keys, joined["labeled_at"], strict=True)
                 ]
                 new = joined[fresh]
@@ -653,6 +662,8 @@ def resolve_versions(
     Raises:
         CanaryError: no champion, no such challenger, or both are the same version.
     """
+    from fraud.registry import CHALLENGER, CHAMPION, connect, version_by_alias
+
     client = connect(settings)
     name = settings.model_name
     champion: ModelVersion | None
@@ -769,6 +780,9 @@ def run_controller(runtime: LocalRuntime, *, interval: float | None = None) -> R
             break
         time.sleep(every)
     if state is not None and state.terminal:
+        # Stopped while writing the report (`fraudctl down`), it stops at once: `fraudctl canary report` writes a
+        # missing report on demand, and nothing else is left to do.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         try:
             locations = runtime.publish_report(state)
             log.info("report written: %s", locations.to_json())

@@ -1,40 +1,27 @@
-"""NOT COLLECTED (named scenario_*, not test_*): run by hand with ``pytest tests/canary/scenario_rollouts.py``.
+"""Whole rollouts on this machine: real predictor processes, the real splitter and controller, replayed traffic.
 
-Diagnosis so far (2026-12-06). The earlier failures were the tests': they read the registry and the routing as soon
-as the state was terminal, but a promotion or rollback is persisted *before* it is applied (crash safety), so they
-read them too early; they now wait for `RolloutState.settled` (``fraudctl canary wait`` had the same bug). With
-that, all five passed in one run at load average ~15 (17 min, module setup 4 min). A second run at load ~20, with
-``RATE`` 120, failed two, both on the latency check, and this is why the module stays uncollected:
+What they prove, each checked in all three places that must agree (the rollout state, the registry's aliases and
+the splitter's routing), after the last action is applied (`RolloutState.settled`):
 
-- (a) the equal challenger was rolled back on latency in shadow. The first window (26 s: it spans the controller's
-  own start-up) had p50 447 ms / p99 2.0 s on the champion and 551 ms / 5.6 s on the challenger: the predictors
-  were overloaded, an overloaded queue grows for as long as the overload lasts, and stalls hit one process at a
-  time, so requests are not independent draws and the exceedance test's null does not hold.
-- (d) the +250 ms challenger was promoted: the latency check compares exceedances of the pooled p99 only, about
-  one event per 100 requests, so with this module's small ``min_requests`` it lacks power; it had caught the
-  delay before only through the long first window.
+(a) a challenger equal in quality (the same trees, another version) goes through shadow and every step and is
+    promoted, with ``previous`` pointing at the old champion and the report written;
+(b) a broken block threshold (it blocks from 2 %) is rolled back on the block check in shadow or at its first step;
+(c) systematically higher scores with unchanged decisions are rolled back on the score check, the decision checks
+    not failing;
+(d) +250 ms on every challenger answer is rolled back on latency, while a load spike that triples the traffic on
+    both arms rolls nothing back (the same challenger without the delay is promoted through it);
+(e) a controller killed between the registry and the routing of a promotion leaves a state that a restarted
+    controller completes: aliases and routing agree, and clients saw no failure meanwhile.
 
-What would make them reliable: a latency check with more power (exceedances of several pooled quantiles mixed, as
-the score check does), a warm-up window after the challenger starts, and a fresh A/A measurement of both in
-``benchmarks/canary_analysis.py``.
-
-Whole rollouts on this machine: real predictor processes, the real splitter and controller, replayed traffic.
-
-Scenarios (a)-(d) roll versions of one registered model (`SHARED`) out against each other: the champion, an
-equal challenger (the same trees), a broken block threshold and systematically higher scores are registered and
-served once for the module (`served`: one predictor process each, attached to every rollout's runtime the way
-`LocalRuntime.attach_predictor` serves predictors started elsewhere), since starting predictors dominates a
-rollout's time on this machine. Each rollout otherwise starts the way ``fraudctl canary start`` does
-(`start_rollout`: splitter and controller processes, small ``min_requests`` / ``min_seconds`` so each takes tens
-of seconds), replays generated transactions at the splitter until the rollout has ended and its action is
-applied, and checks the outcome in all three places that must agree: the rollout state, the registry aliases and
-the splitter's routing. (e) starts its own predictors through the runtime, as ``fraudctl canary start`` does,
-and kills the controller mid-promotion.
-
-(a) an equal challenger is promoted; (b) a broken block threshold is rolled back in shadow or at its first step;
-(c) systematically higher scores with unchanged decisions are rolled back on the score check; (d) +250 ms of
-latency is rolled back on latency, while a load spike that hits both arms rolls nothing back; (e) a controller
-killed between the registry and the routing of a promotion leaves a state the restarted one completes.
+How it stays short. Every scenario rolls versions of one registered model (`SHARED`) out against each other: the
+champion, the equal challenger, the broken block threshold and the higher scores are registered and served once
+for the module (`served`: one predictor process each, started by the runtime's own code as ``fraudctl canary
+start`` starts them, and attached to every rollout's runtime the way `LocalRuntime.attach_predictor` serves
+predictors started elsewhere), since starting predictors dominates a rollout's time on this machine. Each rollout
+otherwise starts as that command does (`start_rollout`: splitter and controller processes) in a home of its own,
+with small minimums (`MINIMUMS`), one analysis window a second and a 5 s latency warm-up (`ROLLOUT_SETTINGS`);
+traffic is replayed at `RATE`. The same settings are measured on simulated traffic in
+``tests/canary/test_analysis.py`` (``SCENARIO_*``).
 """
 
 from __future__ import annotations
@@ -56,15 +43,18 @@ from fraud.stack.ports import pick_free_ports
 from serving.canary.local import PREVIOUS, TAG_OUTCOME, TAG_REASON, LocalRuntime, spec_from_settings, start_rollout
 from serving.canary.replay import ReplayConfig, ReplaySummary, Transactions, load_transactions, predict_url, replay
 from serving.canary.rollout import ActionKind, Phase, RolloutState
-from serving.process import LOOPBACK, PredictorProcess
+from serving.process import LOOPBACK
 
-pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(900)]
 
-RATE = 120.0
+RATE = 200.0
 """Requests per second replayed at the splitter during a rollout."""
+MINIMUMS: dict[str, Any] = {"min_requests": 400, "min_seconds": 3.0}
+"""What each phase and step lasts at least (a phase also waits until its checks can speak)."""
+ROLLOUT_SETTINGS: dict[str, Any] = {"canary_interval_seconds": 1.0, "canary_warmup_seconds": 5.0}
+"""One analysis window a second; latency counts from 5 s after the start."""
 SHARED = "canary-scenarios"
-"""The registered model whose versions scenarios (a)-(d) roll out against each other."""
-SERVER_ENV = {"FRAUD_SERVE_LOAD_RETRY_MAX": "2", "FRAUD_SERVE_GRACE_PERIOD": "2", "PYTHONUNBUFFERED": "1"}
+"""The registered model whose versions every scenario rolls out against each other."""
 
 
 @dataclass(frozen=True)
@@ -80,39 +70,30 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(
-    register_variant: Callable[..., str], tmp_path_factory: pytest.TempPathFactory, traffic: Transactions
+    stack: Settings,
+    register_variant: Callable[..., str],
+    tmp_path_factory: pytest.TempPathFactory,
+    traffic: Transactions,
 ) -> Iterator[Served]:
+    """The versions, each served for the module by a predictor the runtime starts (as `fraudctl canary start`
+    does: `LocalRuntime.ensure_predictor`), all at once so their start-ups overlap; stopped at the end."""
     versions = {
         "champion": register_variant(SHARED, label="champion"),
         "equal": register_variant(SHARED, label="equal"),
         "block": register_variant(SHARED, block=0.02, label="block"),
         "higher": register_variant(SHARED, score_shift=1.5, shift_thresholds=True, label="higher scores"),
     }
-    logs = tmp_path_factory.mktemp("scenario-predictors")
-    started: list[PredictorProcess] = []
+    runtime = LocalRuntime(_settings(stack, tmp_path_factory.mktemp("scenario-predictors"), SHARED))
     try:
-        for version in versions.values():
-            http_port, grpc_port = pick_free_ports(2, LOOPBACK)
-            started.append(
-                PredictorProcess.start(
-                    http_port,
-                    grpc_port,
-                    ["--model_version", version, "--enable_grpc", "false", "--model_name", SHARED],
-                    log_path=logs / f"predictor-v{version}.log",
-                    env={**SERVER_ENV, "FRAUD_MODEL_NAME": SHARED},
-                    name=f"{SHARED} v{version}",
-                )
-            )
-        for predictor in started:  # started together, so their model loads overlap
-            predictor.wait_ready(600)
-        for predictor in started:  # warmed up, as a readiness probe with traffic would: no cold start in a window
-            warm = ReplayConfig(url=predict_url(predictor.url, "v1", SHARED), rate=40.0, duration_s=5.0)
-            assert replay(warm, traffic).ok > 0, f"{predictor.name} answered nothing"
-        urls = {version: predictor.url for version, predictor in zip(versions.values(), started, strict=True)}
+        urls = {version: runtime.ensure_predictor(version) for version in versions.values()}
+        for version, url in urls.items():
+            runtime.wait_ready(url, version, timeout=600)
+        for version, url in urls.items():  # a first answer each, as a readiness probe with traffic would give
+            warm = ReplayConfig(url=predict_url(url, "v1", SHARED), rate=50.0, duration_s=1.0)
+            assert replay(warm, traffic).ok > 0, f"the predictor of v{version} answered nothing"
         yield Served(versions["champion"], versions["equal"], versions["block"], versions["higher"], urls)
     finally:
-        for predictor in started:
-            predictor.stop(20)
+        runtime.stop_all()
 
 
 @dataclass
@@ -150,7 +131,7 @@ def _settings(stack: Settings, home: Path, name: str, **overrides: Any) -> Setti
             "home": home,
             "model_name": name,
             "canary_port": port,
-            "canary_interval_seconds": 1.0,
+            **ROLLOUT_SETTINGS,
             **overrides,
         }
     )
@@ -216,7 +197,7 @@ class Sender:
         self.join()
 
 
-def run_until_done(rollout: Rollout, transactions: Transactions, *, seconds: float = 240.0) -> RolloutState:
+def run_until_done(rollout: Rollout, transactions: Transactions, *, seconds: float = 300.0) -> RolloutState:
     """Replay traffic at the rollout's endpoint until it has ended and its last action is applied; the final state.
 
     Waiting for `RolloutState.settled`, not `terminal`: the controller persists a promotion or rollback *before*
@@ -234,7 +215,7 @@ def run_until_done(rollout: Rollout, transactions: Transactions, *, seconds: flo
 
 
 def start(rollout: Rollout, **spec: Any) -> RolloutState:
-    full = {"steps": (5, 25, 50, 100), "shadow": True, "min_requests": 300, "min_seconds": 4.0, **spec}
+    full = {"steps": (5, 25, 50, 100), "shadow": True, **MINIMUMS, **spec}
     return start_rollout(
         rollout.runtime,
         spec_from_settings(rollout.settings, rollout.champion, rollout.challenger, **full),
@@ -314,11 +295,12 @@ def test_d_added_latency_is_rolled_back_but_a_load_spike_on_both_arms_is_not(
     assert_consistent(slow, champion)
     slow.runtime.stop_all()
 
-    # the same challenger without the delay while a second sender triples the load on both arms for 20 s
+    # the same challenger without the delay while a second sender triples the load on both arms for 20 s, from
+    # the end of the warm-up on: through every window the latency check counts until the promotion
     spiky = make_rollout(SHARED, champion, challenger, served.urls)
     start(spiky, shadow=False, steps=(25, 50, 100))
-    spike = Sender(spiky.runtime.endpoint, SHARED, traffic, 3 * RATE, 20.0)
-    timer = threading.Timer(8.0, spike.start)
+    spike = Sender(spiky.runtime.endpoint, SHARED, traffic, 2 * RATE, 20.0)
+    timer = threading.Timer(ROLLOUT_SETTINGS["canary_warmup_seconds"], spike.start)
     timer.start()
     state = run_until_done(spiky, traffic)
     timer.cancel()
@@ -329,13 +311,12 @@ def test_d_added_latency_is_rolled_back_but_a_load_spike_on_both_arms_is_not(
 
 
 def test_e_a_controller_killed_mid_promotion_leaves_aliases_and_routing_consistent(
-    register_variant: Any, make_rollout: Any, traffic: Transactions
+    served: Served, make_rollout: Any, traffic: Transactions
 ) -> None:
-    name = "canary-e"
-    champion, challenger = register_variant(name, label="champion"), register_variant(name, label="equal")
-    rollout = make_rollout(name, champion, challenger, canary_crash_after="registry")
+    name, champion, challenger = SHARED, served.champion, served.equal
+    rollout = make_rollout(name, champion, challenger, served.urls, canary_crash_after="registry")
     start(rollout, shadow=False, steps=(50, 100))
-    sender = Sender(rollout.runtime.endpoint, name, traffic, RATE, 120.0).start()
+    sender = Sender(rollout.runtime.endpoint, name, traffic, RATE, 240.0).start()
     deadline = time.monotonic() + 180
     while rollout.runtime.controller_process.running_pid() is not None and time.monotonic() < deadline:
         time.sleep(0.5)
