@@ -45,7 +45,7 @@ from serving.canary.replay import ReplayConfig, ReplaySummary, Transactions, loa
 from serving.canary.rollout import ActionKind, Phase, RolloutState
 from serving.process import LOOPBACK
 
-pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(1800)]  # the first test sets up the module
 
 RATE = 200.0
 """Requests per second replayed at the splitter during a rollout."""
