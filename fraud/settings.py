@@ -182,6 +182,14 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds a client may take to send a request body before the predictor answers 408.",
     )
+    serve_logger_url: str | None = Field(
+        default=None,
+        description=(
+            "Collector URL the predictor sends each inference's request and response to, as KServe's payload "
+            "logger's CloudEvents (unset: no payload log; `fraudctl serve` uses the local stack's collector when it "
+            "is up). Leave unset on a cluster, where KServe's agent logs (logger.url). Never delays an answer."
+        ),
+    )
 
     # --- monitoring: inference-log collector --------------------------------------------------------------
     collector_port: int = Field(

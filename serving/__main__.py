@@ -78,6 +78,12 @@ def build_parser(kserve_parser: argparse.ArgumentParser, model_name: str) -> arg
     )
     parser.add_argument("--host", default=None, help="Bind address for REST and gRPC (FRAUD_SERVE_HOST).")
     parser.add_argument("--log_level", default=None, help="Log level (FRAUD_LOG_LEVEL, default INFO).")
+    parser.add_argument(
+        "--logger_url",
+        default=None,
+        help="Send each inference's request and response as KServe payload-logger CloudEvents to this collector "
+        "URL (FRAUD_SERVE_LOGGER_URL; default: none; an empty value switches it off).",
+    )
     return parser
 
 
@@ -112,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["model_dir"] = args.model_dir
     if args.host:
         overrides["serve_host"] = args.host
+    if args.logger_url is not None:  # "" switches off a FRAUD_SERVE_LOGGER_URL from the environment
+        overrides["serve_logger_url"] = args.logger_url or None
     settings = settings.model_copy(update=overrides) if overrides else settings
 
     from serving.predictor import FraudPredictor, source_from_settings
@@ -120,6 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     source = source_from_settings(settings, kserve_mount=KSERVE_MOUNT)
     log.info("serving %s from %s", args.model_name, source.describe())
     predictor = FraudPredictor(args.model_name, source, settings)
+    payload_log = None
+    if settings.serve_logger_url:
+        from serving.payload_log import PredictorLogger, register_metrics
+
+        event_source = f"http://{settings.serve_host}:{args.http_port}/"
+        payload_log = PredictorLogger(settings.serve_logger_url, args.model_name, event_source)
+        register_metrics(payload_log.sink)
+        log.info("payload log: CloudEvents of every REST inference to %s", settings.serve_logger_url)
     server = FraudModelServer(
         host=settings.serve_host,
         http_port=args.http_port,
@@ -137,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         grace_period=settings.serve_grace_period,
         fast_path=settings.serve_fast_path,
         read_timeout=settings.serve_read_timeout,
+        payload_log=payload_log,
         grpc_options={
             "grpc_max_send_message_length": args.grpc_max_send_message_length,
             "grpc_max_receive_message_length": args.grpc_max_receive_message_length,

@@ -1,7 +1,7 @@
 """The KServe model server, adjusted where its defaults do not fit a fraud predictor.
 
 `FraudModelServer` is `kserve.ModelServer` (same FastAPI app, same V1/V2 routes, same gRPC servicer, same
-``/metrics``) with six changes, each for a reason (the KServe internals they reuse are in `fraud.compat.kserve`):
+``/metrics``) with seven changes, each for a reason (the KServe internals they reuse are in `fraud.compat.kserve`):
 
 1. **Bind address.** KServe binds REST to 0.0.0.0 and gRPC to [::] with no option. Locally that exposes a
    model to the network, so both bind ``FRAUD_SERVE_HOST`` (127.0.0.1 by default; a pod sets 0.0.0.0, which
@@ -38,6 +38,11 @@
    to ``FRAUD_SERVE_GRACE_PERIOD``), the model is unloaded last, and the process exits 0. KServe's own handler
    lets uvicorn capture the signal first, stops gRPC only after REST has drained, and unloads the model while
    gRPC calls may still need it.
+7. **Payload log.** With ``FRAUD_SERVE_LOGGER_URL`` set, every JSON inference request on REST and its answer are
+   sent to that collector as the CloudEvents KServe's payload logger sends (`serving.payload_log`), after the
+   answer has gone out, through a bounded queue: a slow or dead collector never delays or fails a prediction,
+   and what could not be sent is counted on ``/metrics`` (``fraud_payload_log_events_{sent,failed,dropped}``).
+   On a cluster KServe's agent does this (``logger.url``) and the setting stays unset. gRPC calls are not logged.
 """
 
 from __future__ import annotations
@@ -78,12 +83,15 @@ from uvicorn.importer import import_from_string
 
 from fraud.compat import kserve as kserve_compat
 from serving import logs
+from serving.payload_log import PredictorLogger
 from serving.validation import RequestError
 
 log = logging.getLogger(__name__)
 request_log = logging.getLogger(logs.REQUEST_LOGGER)
 
 STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+PAYLOAD_LOG_DRAIN_S: Final = 2.0
+"""At shutdown, how long queued payload-log events get to reach the collector before they are given up."""
 
 
 # --------------------------------------------------------------------------------------------- data plane
@@ -225,12 +233,14 @@ class RequestMiddleware:
         *,
         fast_path: bool = True,
         read_timeout: float = 30.0,
+        payload_log: PredictorLogger | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.dataplane = dataplane
         self.fast_path = fast_path
         self.read_timeout = read_timeout
+        self.payload_log = payload_log
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Any) -> None:
         if scope["type"] != "http":
@@ -250,14 +260,19 @@ class RequestMiddleware:
             await send(message)
 
         try:
-            if not await self._handle(scope, headers, receive, send_with_id):
+            if not await self._handle(scope, headers, receive, send_with_id, request.request_id):
                 status = CLIENT_CLOSED_REQUEST
         finally:
             logs.CURRENT.reset(token)
             _log_request(request, scope.get("method", ""), scope.get("path", ""), status)
 
     async def _handle(
-        self, scope: dict[str, Any], headers: _Headers, receive: Callable[[], Awaitable[Any]], send: Any
+        self,
+        scope: dict[str, Any],
+        headers: _Headers,
+        receive: Callable[[], Awaitable[Any]],
+        send: Any,
+        request_id: str,
     ) -> bool:
         """Read the body, check it, answer on the fast path or through KServe; False when the client went away
         before its body arrived (nothing to answer, and nothing went wrong here)."""
@@ -283,6 +298,19 @@ class RequestMiddleware:
                 log.warning("invalid input: %s", problem)
                 await _error_response(400, {"error": problem})(scope, receive, send)
                 return True
+            if self.payload_log is not None and scope["method"] == "POST":
+                answer = _Captured(send)
+                await self._answer(scope, headers, body, receive, answer)
+                # after the answer has gone out: logging never delays it
+                self.payload_log.log(request_id, body, answer.status, answer.body())
+                return True
+        await self._answer(scope, headers, body, receive, send)
+        return True
+
+    async def _answer(
+        self, scope: dict[str, Any], headers: _Headers, body: bytes, receive: Callable[[], Awaitable[Any]], send: Any
+    ) -> None:
+        """The fast path's answer when it takes the request, else KServe's."""
         if (
             self.fast_path
             and headers.plain
@@ -290,9 +318,8 @@ class RequestMiddleware:
             and headers.content_type in (None, _JSON)
             and await self._fast(scope, body, receive, send)
         ):
-            return True
+            return
         await self.app(scope, receive, send)
-        return True
 
     async def _read_body(self, receive: Callable[[], Awaitable[Any]]) -> bytes | _Unread:
         """The whole body, or why not: larger than the cap (413, counted as it streams in, so a chunked body is
@@ -402,6 +429,25 @@ class _Headers:
             elif key.startswith(b"ce-") or key == b"inference-header-content-length":
                 found["plain"] = False
         return cls(**found)
+
+
+class _Captured:
+    """An ASGI ``send`` that passes every message on and keeps the status and body (for the payload log)."""
+
+    def __init__(self, send: Any) -> None:
+        self.send = send
+        self.status = 500
+        self.parts: list[bytes] = []
+
+    async def __call__(self, message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+        elif message["type"] == "http.response.body":
+            self.parts.append(message.get("body", b""))
+        await self.send(message)
+
+    def body(self) -> bytes:
+        return self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
 
 
 @dataclass(frozen=True)
@@ -554,9 +600,11 @@ class FraudRESTServer(RESTServer):  # type: ignore[misc]
         max_body_bytes: int,
         fast_path: bool = True,
         read_timeout: float = 30.0,
+        payload_log: PredictorLogger | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.payload_log = payload_log
         self.config.host = host
         self.config.access_log = False  # the request line replaces it
         self.uvicorn = _NoSignalUvicorn(self.config)
@@ -577,7 +625,12 @@ class FraudRESTServer(RESTServer):  # type: ignore[misc]
         app.add_exception_handler(ModelNotFound, not_found_handler)
         # in front of FastAPI's whole stack, its error middleware included (so even a 500 carries the request id)
         self.config.app = RequestMiddleware(
-            app, self.max_body_bytes, self.dataplane, fast_path=self.fast_path, read_timeout=self.read_timeout
+            app,
+            self.max_body_bytes,
+            self.dataplane,
+            fast_path=self.fast_path,
+            read_timeout=self.read_timeout,
+            payload_log=self.payload_log,
         )
 
     def request_stop(self, *, force: bool = False) -> None:
@@ -738,6 +791,7 @@ class FraudModelServer(ModelServer):  # type: ignore[misc]
         fast_path: bool = True,
         read_timeout: float = 30.0,
         grpc_options: dict[str, Any] | None = None,
+        payload_log: PredictorLogger | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -755,6 +809,7 @@ class FraudModelServer(ModelServer):  # type: ignore[misc]
         self.fast_path = fast_path
         self.read_timeout = read_timeout
         self.grpc_options = grpc_options or {}
+        self.payload_log = payload_log
         self.rest_server: FraudRESTServer | None = None
         self.grpc_server: FraudGRPCServer | None = None
         self._stopping = False
@@ -774,6 +829,7 @@ class FraudModelServer(ModelServer):  # type: ignore[misc]
             max_body_bytes=self.max_body_bytes,
             fast_path=self.fast_path,
             read_timeout=self.read_timeout,
+            payload_log=self.payload_log,
             access_log_format=self.access_log_format,
             workers=1,
             grace_period=self.grace_period,
@@ -809,6 +865,8 @@ class FraudModelServer(ModelServer):  # type: ignore[misc]
         try:
             await asyncio.gather(*servers)
         finally:
+            if self.payload_log is not None:
+                await self.payload_log.sink.drain(PAYLOAD_LOG_DRAIN_S)
             for name in list(self.registered_models.get_models()):
                 self.registered_models.unload(name)
             log.info("model server stopped")

@@ -22,7 +22,7 @@ tells which model scored. What it does per inference request:
    one is configured; a shadow call's events carry the id plus ``-shadow`` (`SHADOW_ID_SUFFIX`), since a
    collector deduplicates redelivered events by id and type. Events go through a bounded queue drained by
    background workers: they never delay an answer, and when the collector is slow they are dropped and counted
-   (``canary_events_dropped_total``).
+   (``canary_events_dropped_total``); the sink is `serving.payload_log.EventSink`, shared with the predictor.
 
 The request id is the client's ``x-request-id`` header, else the body's ``id``, else a fresh UUID4; it is passed
 to the arm in ``x-request-id`` and returned in the answer's ``x-request-id``.
@@ -43,13 +43,13 @@ import uuid
 from array import array
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
 
 from serving.canary.upstream import Reply, Upstream, UpstreamError
+from serving.payload_log import EventSink
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,6 @@ BUCKETS: Final = 10_000
 """Hash buckets: a weight in percent maps to ``weight * 100`` of them (so 0.01 % granularity is available)."""
 SHADOW_MAX_IN_FLIGHT: Final = 256
 PENDING_PAIRS_MAX: Final = 20_000
-EVENT_QUEUE_MAX: Final = 20_000
-EVENT_WORKERS: Final = 4
 DECISION_CODE: Final = {"allow": 0, "review": 1, "block": 2}
 ARM_HEADER: Final = b"x-canary-arm"
 SHADOW_ID_SUFFIX: Final = "-shadow"
@@ -271,68 +269,6 @@ def first_account(data: Any) -> str | None:
                     return values[0]
                 return None
     return None
-
-
-# --------------------------------------------------------------------------------------------- payload log
-
-
-class EventSink:
-    """CloudEvents (binary mode) to the collector, from a bounded queue drained by background workers."""
-
-    def __init__(self, url: str, model_name: str, namespace: str = "local") -> None:
-        self.upstream = Upstream(url, max_connections=EVENT_WORKERS, timeout_s=5.0)
-        self.path = (url.split("/", 3)[3:] or [""])[0]
-        self.path_bytes = ("/" + self.path).encode()
-        self.model_name = model_name.encode()
-        self.namespace = namespace.encode()
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(EVENT_QUEUE_MAX)
-        self.sent = 0
-        self.failed = 0
-        self.dropped = 0
-        self.workers: list[asyncio.Task[None]] = []
-
-    def start(self) -> None:
-        self.workers = [asyncio.create_task(self._work()) for _ in range(EVENT_WORKERS)]
-
-    def emit(self, request_id: str, kind: str, arm: str, body: bytes) -> None:
-        """Queue one event; never waits (a full queue drops it and counts the drop)."""
-        headers = [
-            (b"ce-specversion", b"1.0"),
-            (b"ce-id", request_id.encode()),
-            (b"ce-type", b"org.kubeflow.serving.inference." + kind.encode()),
-            (b"ce-source", arm.encode()),
-            (b"ce-time", datetime.now(UTC).isoformat(timespec="milliseconds").encode()),
-            (b"ce-inferenceservicename", self.model_name),
-            (b"ce-namespace", self.namespace),
-            (b"ce-component", arm.encode()),
-            (b"ce-endpoint", arm.encode()),
-            (b"content-type", b"application/json"),
-        ]
-        try:
-            self.queue.put_nowait(self.upstream.request_bytes(b"POST", self.path_bytes, body, headers))
-        except asyncio.QueueFull:
-            self.dropped += 1
-
-    async def _work(self) -> None:
-        while True:
-            request = await self.queue.get()
-            try:
-                reply = await self.upstream.send(request)
-                if 200 <= reply.status < 300:
-                    self.sent += 1
-                else:
-                    self.failed += 1
-            except UpstreamError:
-                self.failed += 1
-
-    async def drain(self, timeout_s: float) -> None:
-        """Give queued events up to ``timeout_s`` to go out (at shutdown)."""
-        deadline = time.monotonic() + timeout_s
-        while not self.queue.empty() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        for worker in self.workers:
-            worker.cancel()
-        self.upstream.close()
 
 
 # --------------------------------------------------------------------------------------------- the app
