@@ -1,6 +1,7 @@
 """Alerts without fatigue: fire after k bad windows in a row, notify once per episode, resolve, and say so.
 
-The same rule Prometheus applies with ``for:`` (the PrometheusRule in ``monitoring/alerts/rules.yaml``), for
+The same rule Prometheus applies with ``for:`` (``FraudModelDrift`` in the chart's
+``helm/fraud-platform/files/alert-rules.yaml``), for
 where no Prometheus runs (the local stack, a CronJob without Alertmanager): each drift window is one
 observation; an alert goes ``inactive -> pending`` on the first bad window, ``firing`` after `k` in a row
 (one *firing* notification), and back to ``inactive`` on the first good window after firing (one *resolved*

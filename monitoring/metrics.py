@@ -2,8 +2,8 @@
 
 A drift check is a batch job (a CronJob on a cluster, a command locally), so its metrics are written in the
 Prometheus text format to a file (node-exporter's textfile collector, or a Pushgateway push of the same text)
-and served by whatever scrapes the monitoring. The alert rules in ``monitoring/alerts/rules.yaml`` are
-written against these names.
+and served by whatever scrapes the monitoring. The alert rules in ``helm/fraud-platform/files/alert-rules.yaml`` are
+written against these names (tests/monitoring/test_alert_rules.py checks them against a real window).
 """
 
 from __future__ import annotations
