@@ -26,6 +26,10 @@ bisects towards the lowest failing rate.
 
     .venv/bin/python benchmarks/serving.py --uv /tmp/tools/bin/uv --json benchmarks/results/serving.json
 
+Ours runs with its payload logger off (the shell's ``FRAUD_*`` settings are cleared and `python -m serving` logs
+only with ``FRAUD_SERVE_LOGGER_URL`` / ``--logger_url``), as the peers log nothing either: a like-for-like
+comparison. What the logger adds is measured apart, on and off in one run, by `benchmarks/payload_log.py`.
+
 The machine is shared: numbers move with its load, printed at the start and the end. Re-run when it is low.
 """
 
