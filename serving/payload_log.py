@@ -23,7 +23,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from serving.canary.upstream import Upstream, UpstreamError
+from serving.upstream import Upstream, UpstreamError
 
 EVENT_QUEUE_MAX: Final = 20_000
 EVENT_WORKERS: Final = 4

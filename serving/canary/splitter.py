@@ -48,8 +48,8 @@ from typing import Any, Final
 
 import orjson
 
-from serving.canary.upstream import Reply, Upstream, UpstreamError
 from serving.payload_log import EventSink
+from serving.upstream import Reply, Upstream, UpstreamError
 
 log = logging.getLogger(__name__)
 

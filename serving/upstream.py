@@ -1,4 +1,5 @@
-"""A minimal keep-alive HTTP/1.1 client for the splitter's calls to its predictors.
+"""A minimal keep-alive HTTP/1.1 client for the splitter's calls to its predictors (and the payload logger's posts
+to the collector, `serving.payload_log`).
 
 Why not aiohttp or httpx: the splitter adds its client's cost to every answer, and its budget is half a
 millisecond. A general client spends most of that on features the splitter never uses (cookies, redirects,
