@@ -280,6 +280,10 @@ class LocalRuntime:
             version,
             "--host",
             self.settings.stack_host,
+            # The splitter logs both arms' traffic (each event naming its arm); a predictor behind it logging too
+            # (a FRAUD_SERVE_LOGGER_URL in the environment) would send every transaction twice.
+            "--logger_url",
+            "",
         ]
         self.paths.root.mkdir(parents=True, exist_ok=True)
         process.start(command, self._env(), self.paths.root)
