@@ -322,7 +322,8 @@ def retrain_runs(
     """Feed `windows` hourly windows of one month per run to the retraining policy; count triggers per run.
 
     A sustained shift should fire exactly once per run (the cooldown outlasts the run), healthy traffic never.
-    Each window's labelled frauds count as new frauds (labels matured in the window).
+    Each window's labelled frauds count as new frauds (labels matured in the window). A run that never fires is
+    told apart: no sustained drift, or sustained drift held back by too few new labelled frauds.
     """
     results: dict[str, Any] = {}
     config = DriftConfig()
@@ -332,15 +333,20 @@ def retrain_runs(
         fired_per_run: list[int] = []
         first_at: list[int] = []
         reasons: dict[str, int] = {}
+        drifting_windows = held_back = 0
+        frauds_per_run: list[int] = []
         started = time.perf_counter()
         for run in range(runs):
             month = world.scored_validation(3000 + run, scenario, month_rows)
             rng = np.random.default_rng(run)
             state = RetrainState()
-            fired = 0
+            fired = frauds = 0
+            sustained = False
             for index in range(windows):
                 window = window_of(month, rows, rng)
                 result = detect(window, world.reference, config)
+                frauds += int(np.sum(window["isFraud"] > 0))
+                drifting_windows += result.drift
                 state, trigger = observe(
                     state,
                     policy,
@@ -349,6 +355,7 @@ def retrain_runs(
                     drifted=[c.name for c in result.drifted],
                     new_frauds=int(np.sum(window["isFraud"] > 0)),
                 )
+                sustained = sustained or state.drift_windows >= policy.sustained_windows
                 if trigger is not None:
                     fired += 1
                     if fired == 1:
@@ -356,6 +363,8 @@ def retrain_runs(
                     key = trigger.reason.split(" (")[0]
                     reasons[key] = reasons.get(key, 0) + 1
             fired_per_run.append(fired)
+            frauds_per_run.append(frauds)
+            held_back += fired == 0 and sustained and frauds < policy.min_new_frauds
         counts = {str(k): fired_per_run.count(k) for k in sorted(set(fired_per_run))}
         print(f"  {label}: {time.perf_counter() - started:.0f} s  triggers per run {counts}", flush=True)
         results[label] = {
@@ -365,6 +374,13 @@ def retrain_runs(
             "runs_by_trigger_count": counts,
             "exactly_once": fired_per_run.count(1) / runs,
             "never": fired_per_run.count(0) / runs,
+            "never_held_back_by_frauds": held_back,
+            "drifting_windows": drifting_windows / (runs * windows),
+            "labelled_frauds_per_run": {
+                "min": min(frauds_per_run),
+                "median": float(np.median(frauds_per_run)),
+                "max": max(frauds_per_run),
+            },
             "first_trigger_window": {str(k): first_at.count(k) for k in sorted(set(first_at))},
             "reasons": reasons,
         }
@@ -712,13 +728,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.run_windows} hourly windows of {args.window_rows:,} rows per run; "
             f"{time.process_time():.0f} s of CPU, load average {os.getloadavg()[0]:.1f}"
         )
-        print(f"{'case':<36} {'runs':>5} {'never':>7} {'once':>7} {'twice+':>7}  first trigger at window")
+        print(
+            f"{'case':<36} {'runs':>5} {'never':>7} {'once':>7} {'twice+':>7} {'drifting':>9} {'held back':>9}  "
+            "frauds per run (min/median/max); first trigger at window"
+        )
         for case, cell in retrained.items():
             more = sum(n for k, n in cell["runs_by_trigger_count"].items() if int(k) >= 2)
+            frauds = cell["labelled_frauds_per_run"]
             print(
                 f"{case:<36} {cell['runs']:>5} {cell['never']:>7.1%} {cell['exactly_once']:>7.1%} "
-                f"{more / cell['runs']:>7.1%}  {cell['first_trigger_window']}"
+                f"{more / cell['runs']:>7.1%} {cell['drifting_windows']:>9.1%} {cell['never_held_back_by_frauds']:>9}  "
+                f"{frauds['min']}/{frauds['median']:g}/{frauds['max']}; {cell['first_trigger_window']}"
             )
+        print(
+            "drifting = share of windows judged drifting; held back = runs that never fired although drift was "
+            "sustained, because they held fewer new labelled frauds than the policy needs"
+        )
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps({"mode": "retrain", "results": retrained}, indent=2))
