@@ -5,6 +5,11 @@
 - ``fraud_score{model_version}``: histogram of fraud probabilities. Drift in what the model sees shows up here
   long before labels arrive.
 - ``fraud_rejected_requests_total{protocol}``: requests refused as invalid input (400 / INVALID_ARGUMENT).
+- ``fraud_failed_requests_total{model_name, kind, stage}``: prediction requests that failed, ``kind`` ``client``
+  (4xx: invalid input) or ``server`` (5xx: not ready, a scoring error), ``stage`` where (``preprocess``,
+  ``predict``, ``postprocess``). The latency histogram (``request_predict_seconds``) sees only requests that reached
+  the predict stage, so a failure's stage says whether it is already counted there; the cluster canary reads the
+  server failures as an arm's errors.
 
 The score histogram is a custom collector fed with a whole batch at once (one ``searchsorted`` and one
 ``bincount``): ``prometheus_client.Histogram.observe`` takes one value per call, i.e. a Python loop of 1,000 calls
@@ -35,6 +40,18 @@ DECISIONS: Final = Counter(
 REJECTED: Final = Counter(
     "fraud_rejected_requests", "Requests refused as invalid input (HTTP 400 / gRPC INVALID_ARGUMENT).", ["protocol"]
 )
+FAILED: Final = Counter(
+    "fraud_failed_requests",
+    "Prediction requests that failed, by model, kind (client: 4xx, server: 5xx) and the stage that failed.",
+    ["model_name", "kind", "stage"],
+)
+
+
+def record_failure(model_name: str, error: BaseException, stage: str) -> None:
+    """Count one failed prediction request: ``client`` for invalid input (answered 4xx), ``server`` otherwise."""
+    from kserve.errors import InvalidInput
+
+    FAILED.labels(model_name, "client" if isinstance(error, InvalidInput) else "server", stage).inc()
 
 
 class BatchHistogram(Collector):

@@ -409,17 +409,26 @@ class FraudPredictor(Model):  # type: ignore[misc]
         started = time.perf_counter()
         try:
             request = await self.preprocess(body, headers)
+        except Exception as exc:
+            metrics.record_failure(self.name, exc, "preprocess")
+            raise
         finally:
             stage = time.perf_counter()
             self._pre_seconds.observe(stage - started)
         request = self.validate(request)
         try:
             scored = await self.predict(request, headers)
+        except Exception as exc:
+            metrics.record_failure(self.name, exc, "predict")
+            raise
         finally:
             started, stage = stage, time.perf_counter()
             self._predict_seconds.observe(stage - started)
         try:
             return self._answer(scored, rest=rest)
+        except Exception as exc:
+            metrics.record_failure(self.name, exc, "postprocess")
+            raise
         finally:
             self._post_seconds.observe(time.perf_counter() - stage)
 

@@ -22,9 +22,11 @@ KServe has no traffic mirroring, so a cluster rollout has no shadow phase: it st
 Evidence comes from each variant's ``/metrics`` (Prometheus text, scraped through its Service,
 ``http://<isvc>-predictor.<ns>`` and ``http://<isvc>-<canary>-predictor.<ns>``): per look, the growth of
 ``fraud_decisions_total`` (rows, blocks, reviews), ``request_predict_seconds`` (requests and latency) and
-``fraud_score`` (scores) since the previous look. Histograms give bucketed values (latencies at their bucket's upper
-bound, scores at their bucket's middle), identical for both arms, so the comparisons stay like for like; failed
-requests are not visible in these metrics and count as zero. A Service with several pods answers from one pod per
+``fraud_score`` (scores) and ``fraud_failed_requests_total{kind="server"}`` (errors: the 5xx answers the analysis'
+error check compares) since the previous look. Histograms give bucketed values (latencies at their bucket's upper
+bound, scores at their bucket's middle), identical for both arms, so the comparisons stay like for like. A request
+that failed before the predict stage (not ready, say) is missing from the latency histogram, so it is added to the
+arm's requests from the failure counter. A Service with several pods answers from one pod per
 scrape, so counts are exact with one replica per variant (the canary's usual size) and approximate otherwise.
 """
 
@@ -203,6 +205,10 @@ class Counters:
     decisions: dict[str, float] = field(default_factory=dict)
     latency_buckets: dict[float, float] = field(default_factory=dict)
     score_buckets: dict[float, float] = field(default_factory=dict)
+    server_errors: float = 0.0
+    """Failed requests answered 5xx, every stage."""
+    unmeasured_errors: float = 0.0
+    """The part of ``server_errors`` that failed before the predict stage (so not in the latency histogram)."""
 
 
 def parse_metrics(text: str, model_name: str) -> Counters:
@@ -218,6 +224,14 @@ def parse_metrics(text: str, model_name: str) -> Counters:
             elif sample.name == "request_predict_seconds_bucket" and labels.get("model_name", model_name) == model_name:
                 bound = float(labels["le"])
                 found.latency_buckets[bound] = found.latency_buckets.get(bound, 0.0) + sample.value
+            elif (
+                sample.name == "fraud_failed_requests_total"
+                and labels.get("kind") == "server"
+                and labels.get("model_name", model_name) == model_name
+            ):
+                found.server_errors += sample.value
+                if labels.get("stage") == "preprocess":
+                    found.unmeasured_errors += sample.value
             elif sample.name == "fraud_score_bucket":
                 bound = float(labels["le"])
                 found.score_buckets[bound] = found.score_buckets.get(bound, 0.0) + sample.value
@@ -245,9 +259,11 @@ def arm_sample(before: Counters, after: Counters) -> ArmSample:
     decisions = {k: max(v - before.decisions.get(k, 0.0), 0.0) for k, v in after.decisions.items()}
     latencies_ms = _bucket_values(before.latency_buckets, after.latency_buckets, midpoint=False) * 1000.0
     scores = np.clip(_bucket_values(before.score_buckets, after.score_buckets, midpoint=True), 0.0, 1.0)
+    errors = round(max(after.server_errors - before.server_errors, 0.0))
+    unmeasured = round(max(after.unmeasured_errors - before.unmeasured_errors, 0.0))
     return ArmSample(
-        requests=int(latencies_ms.size),
-        errors=0,
+        requests=int(latencies_ms.size) + unmeasured,
+        errors=min(errors, int(latencies_ms.size) + unmeasured),
         rows=int(sum(decisions.values())),
         blocks=int(decisions.get("block", 0)),
         reviews=int(decisions.get("review", 0)),

@@ -8,16 +8,21 @@ primitive types and missing required fields fail, naming the JSON path.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import kserve
 import numpy as np
 import pytest
+from kserve.errors import ModelNotReady
 from kubernetes.client import models as k8s_models
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 
+from fraud.settings import Settings
+from serving.artifacts import DirectorySource
 from serving.canary.cluster import (
     STATE_ANNOTATION,
     ClusterRolloutError,
@@ -34,6 +39,7 @@ from serving.canary.cluster import (
 )
 from serving.canary.rollout import RolloutSpec, RolloutState, start
 from serving.metrics import SCORE_BUCKETS, BatchHistogram
+from serving.predictor import FraudPredictor
 
 IMAGE = "localhost:5001/fraud-platform:0.1.0"
 
@@ -218,3 +224,23 @@ def test_evidence_is_the_growth_of_the_predictors_metrics_between_two_looks() ->
     assert np.all(sample.latencies_ms == 500.0)  # 0.3 s falls in the (0.25, 0.5] bucket: its upper bound
     assert sorted(set(sample.scores.tolist())) == [0.0005, 0.4]  # bucket midpoints of (0, 0.001] and (0.3, 0.5]
     assert np.count_nonzero(sample.scores == 0.4) == 10
+
+
+def test_server_failures_of_a_real_predictor_are_an_arms_errors(tmp_path: Path) -> None:
+    """A predictor answering 503 (no model loaded yet): its own failure counter, rendered from the registry its
+    server exports on /metrics, makes the requests and errors of the window; they are not in the latency histogram."""
+    predictor = FraudPredictor("fraud-detector", DirectorySource(tmp_path / "no-model"), Settings())
+    body = {"instances": [{"step": 1}]}
+    before = parse_metrics(generate_latest(REGISTRY).decode(), "fraud-detector")
+    for _ in range(3):
+        with pytest.raises(ModelNotReady):
+            asyncio.run(predictor.infer_rest(body))
+    after = parse_metrics(generate_latest(REGISTRY).decode(), "fraud-detector")
+    sample = arm_sample(before, after)
+    assert (sample.requests, sample.errors, sample.rows) == (3, 3, 0)
+    assert arm_sample(after, after).errors == 0
+    other_model = arm_sample(
+        parse_metrics(generate_latest(REGISTRY).decode(), "another-model"),
+        parse_metrics(generate_latest(REGISTRY).decode(), "another-model"),
+    )
+    assert other_model.errors == 0
