@@ -16,6 +16,12 @@ initializer fetches to ``/mnt/models``). The controller (``fraudctl canary contr
   *not* possible (the registry is another system), so the protocol is the local one: annotate the pending action,
   apply registry then routing (each idempotent), annotate the cleared state.
 
+- **report**: each window the runtime judges is kept beside the rollout in the object store
+  (``s3://<report bucket>/canary-reports/<model>/v<challenger>-<started>/windows/<end>.json``, one small object a
+  look: the annotation stays the size of the state), and when the rollout ends and settles the same report as
+  locally (`serving.canary.report`: JSON + HTML, object store + the challenger's MLflow run) is published once;
+  where it went is the annotation ``fraud.platform/rollout-report`` (which also makes it once per rollout).
+
 KServe has no traffic mirroring, so a cluster rollout has no shadow phase: it starts at the first weighted step
 (the spec is forced to ``shadow=False``).
 
@@ -46,7 +52,9 @@ import requests
 from fraud.errors import FraudError
 from fraud.registry import CHAMPION, connect, set_alias, version_by_alias
 from fraud.settings import Settings
+from fraud.store import ObjectStore, S3Uri
 from serving.canary.evidence import ArmSample, Window
+from serving.canary.report import SCORE_BINS, ReportLocations, publish_report
 from serving.canary.rollout import (
     Action,
     ActionKind,
@@ -64,6 +72,7 @@ GROUP: Final = "serving.kserve.io"
 API_VERSION: Final = "v1beta1"
 PLURAL: Final = "inferenceservices"
 STATE_ANNOTATION: Final = "fraud.platform/rollout-state"
+REPORT_ANNOTATION: Final = "fraud.platform/rollout-report"
 PREVIOUS: Final = "previous"
 AUTOSCALING_FIELDS: Final = ("minReplicas", "maxReplicas", "scaleMetric", "scaleTarget", "autoScaling")
 """Fields that stay with the stable predictor at promotion (and that KServe refuses on a canary)."""
@@ -147,6 +156,34 @@ def rollback_patch(isvc: Mapping[str, Any]) -> Obj:
 
 def state_patch(state: RolloutState) -> Obj:
     return {"metadata": {"annotations": {STATE_ANNOTATION: state.to_json()}}}
+
+
+def endpoint_of(isvc: Mapping[str, Any]) -> str:
+    """Where clients reach the InferenceService: KServe's ``status.url``, else ``status.address.url``, else its name."""
+    status = isvc.get("status") or {}
+    url = status.get("url") or (status.get("address") or {}).get("url")
+    metadata = isvc.get("metadata", {})
+    return str(url) if url else f"inferenceservice {metadata.get('namespace')}/{metadata.get('name')}"
+
+
+def rollout_key(state: RolloutState) -> str:
+    """One rollout's name in the object store and the report annotation: challenger version and start (UTC)."""
+    return f"v{state.spec.challenger_version}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(state.started_at))}"
+
+
+def window_record(state: RolloutState, window: Window) -> dict[str, Any]:
+    """One line of the report's timeline, as the local runtime writes it (scores as histograms over SCORE_BINS)."""
+    return {
+        "time": window.end,
+        "phase": str(state.phase),
+        "weight": state.weight,
+        "window": window.summary(),
+        "checks": state.checks,
+        "scores": {
+            arm: np.histogram(getattr(window, arm).scores, bins=SCORE_BINS)[0].tolist()
+            for arm in ("champion", "challenger")
+        },
+    }
 
 
 def merge(target: Any, patch: Any) -> Any:
@@ -341,13 +378,77 @@ class ClusterRuntime:
         self.patch(state_patch(state))
 
     def commit(self, state: RolloutState, action: Action) -> RolloutState:
+        """Announce, apply, clear (the local protocol); a rollout that ended publishes its report."""
         self.save_state(state)
         if action.kind is not ActionKind.NONE:
             self.apply(state, action)
         if state.pending_action is not None:
             state = applied(state)
             self.save_state(state)
+        if state.terminal:
+            self.ensure_report(state)
         return state
+
+    # --- the report ----------------------------------------------------------------------------------------
+    def windows_prefix(self, state: RolloutState) -> S3Uri:
+        bucket = self.settings.canary_report_bucket or self.settings.data_bucket
+        return S3Uri(bucket, f"canary-reports/{self.settings.model_name}/{rollout_key(state)}/windows/")
+
+    def record_window(self, state: RolloutState, window: Window) -> None:
+        """Keep a judged window for the report (``state``: after judging it). A store that cannot be reached costs
+        the report that window, never the rollout."""
+        uri = self.windows_prefix(state).child(f"{int(window.end * 1000):015d}.json")
+        try:
+            ObjectStore.from_settings(self.settings).put_json(uri, window_record(state, window))
+        except (FraudError, OSError, ValueError) as exc:
+            log.warning("window not kept for the report (%s): %s", uri, exc)
+
+    def windows(self, state: RolloutState) -> list[dict[str, Any]]:
+        """The windows kept for this rollout, in time order."""
+        store = ObjectStore.from_settings(self.settings)
+        return [store.get_json(uri) for uri in store.list(self.windows_prefix(state))]
+
+    def report_locations(self, isvc: Obj | None = None) -> dict[str, Any] | None:
+        """Where the last ended rollout's report went (the report annotation), or None."""
+        annotations = (isvc or self.get()).get("metadata", {}).get("annotations") or {}
+        text = annotations.get(REPORT_ANNOTATION)
+        return None if not text else dict(json.loads(text))
+
+    def ensure_report(self, state: RolloutState) -> dict[str, Any] | None:
+        """Publish the ended rollout's report unless its annotation says it is published already (once per rollout).
+
+        Returns the locations (``rollout``, ``local``, ``object_store``, ``mlflow_run``), or None when the report
+        could not be written this time (logged; the next look tries again).
+        """
+        if not state.terminal or state.pending_action is not None:
+            return None
+        isvc = self.get()
+        known = self.report_locations(isvc)
+        key = rollout_key(state)
+        if known is not None and known.get("rollout") == key:
+            return known
+        try:
+            locations = self.publish_report(state, endpoint_of(isvc))
+        except Exception:  # the rollout is over either way; say why the report is missing
+            log.exception("%s/%s: could not write the report of rollout %s", self.namespace, self.name, key)
+            return None
+        published = {"rollout": key, **locations.to_json()}
+        self.patch({"metadata": {"annotations": {REPORT_ANNOTATION: json.dumps(published)}}})
+        log.info("%s/%s: report of rollout %s written: %s", self.namespace, self.name, key, published)
+        return published
+
+    def publish_report(self, state: RolloutState, endpoint: str) -> ReportLocations:
+        """The local runtime's report from the windows kept in the object store."""
+        try:
+            windows = self.windows(state)
+        except (FraudError, OSError, ValueError) as exc:
+            log.warning("the report's windows could not be read (%s): the report has the transitions only", exc)
+            windows = []
+        local = self.settings.home_dir / "canary" / "cluster" / self.namespace / self.name / rollout_key(state)
+        local.mkdir(parents=True, exist_ok=True)
+        windows_path = local / "windows.jsonl"
+        windows_path.write_text("".join(json.dumps(w) + "\n" for w in windows), encoding="utf-8")
+        return publish_report(self.settings, state, windows_path=windows_path, local=local, endpoint=endpoint)
 
     # --- actions -------------------------------------------------------------------------------------------
     def apply(self, state: RolloutState, action: Action) -> None:
@@ -449,6 +550,7 @@ class ClusterRuntime:
         if state is None:
             raise ClusterRolloutError(f"{self.namespace}/{self.name}: no rollout and no canary; waiting for one")
         if state.terminal:
+            self.ensure_report(state)  # a no-op once published; a retry if the last attempt failed
             return state
         handled = self.outside_change(state, isvc, spec_overrides)
         if handled is not None:
@@ -457,6 +559,7 @@ class ClusterRuntime:
         if window is None:
             return state
         state, action = reconcile(state, window, time.time())
+        self.record_window(state, window)
         return self.commit(state, action)
 
     # --- changes made behind the controller (kubectl edit, helm upgrade, another tool) -----------------------

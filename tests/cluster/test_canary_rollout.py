@@ -19,6 +19,7 @@ registry is the session's MLflow server, with versions whose sources are the cha
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -38,7 +39,8 @@ from kubernetes import client, config
 
 from fraud.registry import CHAMPION, connect, set_alias, version_by_alias
 from fraud.settings import Settings
-from serving.canary.cluster import STATE_ANNOTATION, ClusterRuntime
+from fraud.store import ObjectStore, S3Uri
+from serving.canary.cluster import STATE_ANNOTATION, ClusterRuntime, rollout_key
 from serving.canary.rollout import Action, ActionKind, Phase, RolloutState, reconcile
 from serving.canary.simulation import SCENARIOS, TrafficSimulator
 
@@ -95,8 +97,10 @@ def registry(stack: Settings) -> Settings:
     ]
     mlflow = connect(settings)
     mlflow.create_registered_model(settings.model_name)
-    for source in sources:
-        mlflow.create_model_version(settings.model_name, source)
+    for source in sources:  # each from a run of its own, where the rollout report of that version goes
+        run = mlflow.create_run("0", run_name=f"{settings.model_name}-train")
+        mlflow.set_terminated(run.info.run_id)
+        mlflow.create_model_version(settings.model_name, source, run_id=run.info.run_id)
     set_alias(mlflow, settings.model_name, CHAMPION, "2")
     set_alias(mlflow, settings.model_name, "challenger", "3")
     return settings
@@ -175,6 +179,7 @@ def drive(
         window = simulator.window(now, WINDOW_SECONDS, REQUESTS_PER_WINDOW, state.weight, shadow=False)
         now += WINDOW_SECONDS
         state, action = reconcile(state, window, now)
+        runtime.record_window(state, window)  # as `ClusterRuntime.step` does with the windows it scrapes
         if action.kind is ActionKind.NONE:
             continue
         state = runtime.commit(state, action)
@@ -186,6 +191,29 @@ def drive(
         if state.terminal or len(actions) == max_actions:
             break
     return state, actions
+
+
+def assert_report_published(runtime: ClusterRuntime, state: RolloutState, settings: Settings, outcome: str) -> None:
+    """The ended rollout's report (JSON + HTML) in the object store and the challenger's MLflow run, built from every
+    window the runtime kept, and named by the report annotation; published once (a later look changes nothing)."""
+    published = runtime.report_locations()
+    assert published is not None and published["rollout"] == rollout_key(state), published
+    store = ObjectStore.from_settings(settings)
+    report_dir = S3Uri.parse(published["object_store"])
+    report = json.loads(store.get_bytes(report_dir.child("report.json")))
+    kept = list(store.list(runtime.windows_prefix(state)))
+    assert kept and len(report["windows"]) == len(kept)
+    assert (report["outcome"], report["summary"]["challenger_version"]) == (outcome, state.spec.challenger_version)
+    assert report["history"][-1]["to"] == outcome and report["totals"]["challenger"]["requests"] > 0
+    assert "<img" in store.get_bytes(report_dir.child("report.html")).decode()
+    run_id = connect(settings).get_model_version(settings.model_name, state.spec.challenger_version).run_id
+    assert run_id is not None
+    assert published["mlflow_run"] == f"runs:/{run_id}/canary-report/"
+    logged = {Path(f.path).name for f in connect(settings).list_artifacts(run_id, "canary-report")}
+    assert {"report.json", "report.html"} <= logged
+    assert runtime.step({"steps": (5, 25, 50, 100)}).to_json() == state.to_json()
+    assert runtime.report_locations() == published
+    assert json.loads(store.get_bytes(report_dir.child("report.json")))["generated_at"] == report["generated_at"]
 
 
 def test_controller_promotes_then_rolls_back_the_next_canary(
@@ -246,6 +274,8 @@ def test_controller_promotes_then_rolls_back_the_next_canary(
     previous = version_by_alias(mlflow, registry.model_name, "previous")
     assert previous is not None and str(previous.version) == "2"
     assert mlflow.get_model_version(registry.model_name, "3").tags["canary_outcome"] == "promoted"
+    # The rollout's report, published once as it ended: in the object store and version 3's MLflow run.
+    assert_report_published(runtime, state, registry, "promoted")
 
     # 3. The next canary (version 4) by `helm upgrade` with the promoted values; the controller begins a new rollout
     #    and rolls it back on a challenger that blocks five times as much.
@@ -276,6 +306,7 @@ def test_controller_promotes_then_rolls_back_the_next_canary(
     champion = version_by_alias(mlflow, registry.model_name, CHAMPION)
     assert champion is not None and str(champion.version) == "3"
     assert mlflow.get_model_version(registry.model_name, "4").tags["canary_outcome"] == "rolled_back"
+    assert_report_published(runtime, state, registry, "rolled_back")
     # An upgrade with the same values would bring the rolled-back version back as a canary no rollout drives:
     # refused at render time, nothing changed.
     with pytest.raises(helm.HelmError) as refused:
