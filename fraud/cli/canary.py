@@ -33,10 +33,41 @@ EPILOG = """Examples:
 """
 
 
-def _runtime() -> Any:
-    from serving.canary.local import LocalRuntime
+NamespaceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        help="Act on the cluster rollout of an InferenceService in this namespace (with --inference-service; "
+        "kubeconfig from KUBECONFIG, or in-cluster, as `canary controller`).",
+    ),
+]
+InferenceServiceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--inference-service", help="The InferenceService whose cluster rollout to act on (with --namespace)."
+    ),
+]
 
-    return LocalRuntime(get_settings())
+
+def _runtime(namespace: str | None = None, inference_service: str | None = None) -> Any:
+    """This machine's rollout, or with both cluster options the InferenceService's (`ClusterRuntime`)."""
+    if namespace is None and inference_service is None:
+        from serving.canary.local import LocalRuntime
+
+        return LocalRuntime(get_settings())
+    if namespace is None or inference_service is None:
+        raise typer.BadParameter(
+            "give --namespace and --inference-service together (a cluster rollout), or neither (this machine's)"
+        )
+    from serving.canary.cluster import ClusterRuntime
+
+    return ClusterRuntime(get_settings(), namespace, inference_service)
+
+
+def _no_rollout(namespace: str | None) -> str:
+    if namespace is not None:
+        return "no rollout on that InferenceService: its controller starts one when a spec.canary entry is added"
+    return "no rollout has been started here: `fraudctl canary start`"
 
 
 def _ensure_stack() -> None:
@@ -120,6 +151,10 @@ def start(
 
 
 def _status(runtime: Any) -> dict[str, Any] | None:
+    from serving.canary.cluster import ClusterRuntime
+
+    if isinstance(runtime, ClusterRuntime):
+        return runtime.status()
     state = runtime.load_state()
     if state is None:
         return None
@@ -134,16 +169,25 @@ def _status(runtime: Any) -> dict[str, Any] | None:
 
 
 @app.command()
-def status(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    namespace: NamespaceOption = None,
+    inference_service: InferenceServiceOption = None,
+) -> None:
     """Phase, weight, versions, the last verdict of each check, and why it stopped (if it did)."""
-    summary = _status(_runtime())
+    summary = _status(_runtime(namespace, inference_service))
     if summary is None:
-        err_console.print("no rollout has been started here: `fraudctl canary start`")
+        err_console.print(_no_rollout(namespace))
         raise typer.Exit(1)
     if as_json:
         console.print_json(json.dumps({k: v for k, v in summary.items() if k != "check_details"}))
         return
-    running = f"controller pid {summary['controller_pid']}" if summary["controller_pid"] else "controller not running"
+    if namespace is not None:
+        running = f"cluster controller of {namespace}/{inference_service}"
+    elif summary["controller_pid"]:
+        running = f"controller pid {summary['controller_pid']}"
+    else:
+        running = "controller not running"
     console.print(
         f"[bold]{summary['phase']}[/] at {summary['weight']} %: v{summary['challenger_version']} against champion "
         f"v{summary['champion_version']} ({running}); endpoint {summary['endpoint']}"
@@ -189,12 +233,15 @@ def _num(value: float | None, missing: str = "–") -> str:
     return missing if value is None else f"{value:.3g}"
 
 
-def _manual(command: str) -> None:
-    runtime = _runtime()
+def _manual(command: str, namespace: str | None = None, inference_service: str | None = None) -> None:
+    runtime = _runtime(namespace, inference_service)
     state = runtime.command(command)
     console.print(f"{command}: rollout now [bold]{state.phase}[/] at {state.weight} %")
-    if state.terminal:
+    if state.terminal and namespace is None:
         console.print("stop the controller and write the report: it does so within one interval")
+    elif state.terminal:
+        where = runtime.report_locations() or {}
+        console.print(f"report: {where.get('object_store') or 'not written yet (the controller retries each look)'}")
 
 
 @app.command()
@@ -229,42 +276,47 @@ def wait(
 
 
 @app.command()
-def promote() -> None:
+def promote(namespace: NamespaceOption = None, inference_service: InferenceServiceOption = None) -> None:
     """Promote the challenger now: champion alias → its version, previous → the old champion, all traffic to it."""
-    _manual("promote")
+    _manual("promote", namespace, inference_service)
 
 
 @app.command()
-def rollback() -> None:
+def rollback(namespace: NamespaceOption = None, inference_service: InferenceServiceOption = None) -> None:
     """Roll back now: all traffic to the champion, the challenger tagged with the reason; nothing deleted."""
-    _manual("rollback")
+    _manual("rollback", namespace, inference_service)
 
 
 @app.command()
-def pause() -> None:
+def pause(namespace: NamespaceOption = None, inference_service: InferenceServiceOption = None) -> None:
     """Hold the current weight (evidence keeps accruing; a failing check still rolls back)."""
-    _manual("pause")
+    _manual("pause", namespace, inference_service)
 
 
 @app.command()
-def resume() -> None:
+def resume(namespace: NamespaceOption = None, inference_service: InferenceServiceOption = None) -> None:
     """Continue a paused rollout."""
-    _manual("resume")
+    _manual("resume", namespace, inference_service)
 
 
 @app.command()
 def report(
     output: Annotated[Path | None, typer.Option(help="Also copy the HTML report here.")] = None,
     wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for a finished rollout's report.")] = 30.0,
+    namespace: NamespaceOption = None,
+    inference_service: InferenceServiceOption = None,
 ) -> None:
     """Write (or find) the rollout's evidence report and print where it is: local, object store, MLflow run."""
     from serving.canary.report import REPORT_HTML
 
-    runtime = _runtime()
+    runtime = _runtime(namespace, inference_service)
     state = runtime.load_state()
     if state is None:
-        err_console.print("no rollout has been started here: `fraudctl canary start`")
+        err_console.print(_no_rollout(namespace))
         raise typer.Exit(1)
+    if namespace is not None:
+        _cluster_report(runtime, state, output)
+        return
     locations_file = runtime.paths.report_dir / "locations.json"
     deadline = time.monotonic() + wait
     while state.terminal and not locations_file.is_file() and time.monotonic() < deadline:
@@ -275,6 +327,32 @@ def report(
         where = runtime.publish_report(state).to_json()
     if output is not None:
         output.write_bytes((runtime.paths.report_dir / REPORT_HTML).read_bytes())
+        where["output"] = str(output)
+    for key, value in where.items():
+        if value:
+            console.print(f"{key:>13}: {value}")
+
+
+def _cluster_report(runtime: Any, state: Any, output: Path | None) -> None:
+    """An ended rollout's report as published (or published now if it is missing); a running one's report so far."""
+    from fraud.store import ObjectStore, S3Uri
+    from serving.canary.cluster import endpoint_of
+    from serving.canary.report import REPORT_HTML
+
+    if state.terminal:
+        where = runtime.ensure_report(state)
+        if where is None:
+            err_console.print("[red]the report could not be written[/]: see the messages above, then try again")
+            raise typer.Exit(1)
+    else:
+        where = runtime.publish_report(state, endpoint_of(runtime.get())).to_json()
+    if output is not None:
+        local = Path(where["local"]) / REPORT_HTML
+        if local.is_file():
+            output.write_bytes(local.read_bytes())
+        elif where.get("object_store"):
+            store = ObjectStore.from_settings(get_settings())
+            output.write_bytes(store.get_bytes(S3Uri.parse(where["object_store"]).child(REPORT_HTML)))
         where["output"] = str(output)
     for key, value in where.items():
         if value:

@@ -389,6 +389,36 @@ class ClusterRuntime:
             self.ensure_report(state)
         return state
 
+    # --- a person's commands (`fraudctl canary promote|rollback|pause|resume --namespace NS --inference-service N`)
+    def command(self, command: str) -> RolloutState:
+        """``promote`` / ``rollback`` / ``pause`` / ``resume`` by hand, committed through the same protocol as the
+        controller's own decisions (a pending action left by either is finished first)."""
+        state = self.load_state()
+        if state is None:
+            raise ClusterRolloutError(
+                f"{self.namespace}/{self.name} has no rollout: its controller starts one when a canary is added"
+            )
+        if state.pending_action is not None:
+            state = self.commit(state, state.pending_action)
+        state, action = manual(state, command, time.time())  # type: ignore[arg-type]
+        return self.commit(state, action)
+
+    def status(self) -> dict[str, Any] | None:
+        """What `fraudctl canary status` shows, with the local runtime's keys (the controller is a Deployment, so
+        no pid; ``routing`` is the live canary entry's ``trafficPercent``); None when no rollout has started."""
+        isvc = self.get()
+        state = self.load_state(isvc)
+        if state is None:
+            return None
+        entry = canary_entry(isvc)
+        summary: dict[str, Any] = state.summary()
+        summary["endpoint"] = endpoint_of(isvc)
+        summary["controller_pid"] = None
+        summary["pending_action"] = None if state.pending_action is None else state.pending_action.to_dict()
+        summary["routing"] = None if entry is None else {"canary_traffic_percent": int(entry.get("trafficPercent", 0))}
+        summary["check_details"] = state.checks
+        return summary
+
     # --- the report ----------------------------------------------------------------------------------------
     def windows_prefix(self, state: RolloutState) -> S3Uri:
         bucket = self.settings.canary_report_bucket or self.settings.data_bucket
@@ -425,8 +455,8 @@ class ClusterRuntime:
         isvc = self.get()
         known = self.report_locations(isvc)
         key = rollout_key(state)
-        if known is not None and known.get("rollout") == key:
-            return known
+        if known is not None and known.get("rollout") == key and known.get("object_store"):
+            return known  # published; one that missed the object store is tried again
         try:
             locations = self.publish_report(state, endpoint_of(isvc))
         except Exception:  # the rollout is over either way; say why the report is missing

@@ -451,3 +451,66 @@ def test_the_controller_answers_changes_made_behind_it(
     assert mlflow.get_model_version(registry.model_name, "4").tags["canary_outcome"] == "rolled_back"
     champion = version_by_alias(mlflow, registry.model_name, CHAMPION)
     assert champion is not None and str(champion.version) == "2"
+
+
+def fraudctl(kubeconfig: Path, settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """`fraudctl` as an operator runs it, under the controller's ServiceAccount token (its Role: get/patch on the
+    one InferenceService)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    env |= {"KUBECONFIG": str(kubeconfig), "FRAUD_MODEL_NAME": settings.model_name}
+    argv = [str(Path(sys.executable).parent / "fraudctl"), *args]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_status_and_a_manual_rollback_from_the_command_line(
+    cluster: Cluster, racing_release: tuple[str, Obj], registry: Settings, tmp_path: Path
+) -> None:
+    """`fraudctl canary status|rollback|promote --namespace NS --inference-service NAME` on a cluster rollout: the
+    status has the local command's keys with the InferenceService's values; the rollback removes the canary, tags
+    the version and publishes the report; a promotion after it is refused, naming why, nothing changed."""
+    namespace, _ = racing_release
+    kubeconfig = service_account_kubeconfig(cluster, namespace, CONTROLLER, tmp_path / "controller.kubeconfig")
+    as_controller = client.CustomObjectsApi(config.new_client_from_config(config_file=str(kubeconfig)))
+    wait_for(lambda: f"{ISVC}-challenger-predictor" in deployments(cluster, namespace), "the canary Deployment")
+    runtime = ClusterRuntime(registry, namespace, ISVC, api=as_controller)
+    started = runtime.step({"steps": (5, 25, 50, 100)})
+    assert (started.phase, started.weight) == (Phase.PROGRESSING, 5)
+    target = ("--namespace", namespace, "--inference-service", ISVC)
+
+    shown = fraudctl(kubeconfig, registry, "canary", "status", "--json", *target)
+    assert shown.returncode == 0, shown.stderr
+    summary = json.loads(shown.stdout)
+    local_keys = {*started.summary(), "endpoint", "controller_pid", "pending_action", "routing"}
+    assert set(summary) == local_keys
+    assert {k: summary[k] for k in ("phase", "weight", "champion_version", "challenger_version")} == {
+        "phase": "progressing",
+        "weight": 5,
+        "champion_version": "2",
+        "challenger_version": "3",
+    }
+    assert summary["reason"] == started.reason and summary["checks"] == started.summary()["checks"]
+    status = get_isvc(cluster, namespace).get("status", {})
+    assert summary["endpoint"] == (status.get("url") or status["address"]["url"])
+    assert summary["routing"] == {"canary_traffic_percent": 5} and summary["pending_action"] is None
+    text = fraudctl(kubeconfig, registry, "canary", "status", *target)
+    assert text.returncode == 0 and "progressing at 5 %" in text.stdout, text.stdout + text.stderr
+
+    rolled = fraudctl(kubeconfig, registry, "canary", "rollback", *target)
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert "rolled_back" in rolled.stdout
+    isvc = get_isvc(cluster, namespace)
+    assert "canary" not in isvc["spec"] and env_of(isvc["spec"]["predictor"])["FRAUD_MODEL_VERSION"] == "2"
+    state = RolloutState.from_json(isvc["metadata"]["annotations"][STATE_ANNOTATION])
+    assert (state.phase, state.pending_action) == (Phase.ROLLED_BACK, None)
+    mlflow = connect(registry)
+    assert mlflow.get_model_version(registry.model_name, "3").tags["canary_outcome"] == "rolled_back"
+    champion = version_by_alias(mlflow, registry.model_name, CHAMPION)
+    assert champion is not None and str(champion.version) == "2"
+    wait_for(lambda: f"{ISVC}-challenger-predictor" not in deployments(cluster, namespace), "the canary deleted")
+    published = runtime.report_locations()
+    assert published is not None and published["rollout"] == rollout_key(state) and published["object_store"]
+    assert runtime.step({"steps": (5, 25, 50, 100)}).to_json() == state.to_json()  # the controller agrees
+
+    refused = fraudctl(kubeconfig, registry, "canary", "promote", *target)
+    assert refused.returncode != 0 and "rolled_back" in refused.stdout + refused.stderr
+    assert get_isvc(cluster, namespace)["spec"] == isvc["spec"]
