@@ -9,7 +9,9 @@
   (4xx: invalid input) or ``server`` (5xx: not ready, a scoring error), ``stage`` where (``preprocess``,
   ``predict``, ``postprocess``). The latency histogram (``request_predict_seconds``) sees only requests that reached
   the predict stage, so a failure's stage says whether it is already counted there; the cluster canary reads the
-  server failures as an arm's errors.
+  server failures as an arm's errors. Counted where the predictor runs a request (`FraudPredictor._infer`, the
+  default fast path): bodies the HTTP layer refuses before the predictor sees them (unreadable JSON, too large) are
+  not in it, nor requests on KServe's own chain (``FRAUD_SERVE_FAST_PATH=0``).
 
 The score histogram is a custom collector fed with a whole batch at once (one ``searchsorted`` and one
 ``bincount``): ``prometheus_client.Histogram.observe`` takes one value per call, i.e. a Python loop of 1,000 calls
