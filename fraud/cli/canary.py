@@ -150,11 +150,10 @@ def start(
     )
 
 
-def _status(runtime: Any) -> dict[str, Any] | None:
-    from serving.canary.cluster import ClusterRuntime
-
-    if isinstance(runtime, ClusterRuntime):
-        return runtime.status()
+def _status(runtime: Any, *, cluster: bool = False) -> dict[str, Any] | None:
+    if cluster:  # `ClusterRuntime.status`: the same keys, from the InferenceService
+        status: dict[str, Any] | None = runtime.status()
+        return status
     state = runtime.load_state()
     if state is None:
         return None
@@ -175,7 +174,7 @@ def status(
     inference_service: InferenceServiceOption = None,
 ) -> None:
     """Phase, weight, versions, the last verdict of each check, and why it stopped (if it did)."""
-    summary = _status(_runtime(namespace, inference_service))
+    summary = _status(_runtime(namespace, inference_service), cluster=namespace is not None)
     if summary is None:
         err_console.print(_no_rollout(namespace))
         raise typer.Exit(1)
