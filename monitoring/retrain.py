@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from monitoring.drift import DriftResult
+    from monitoring.reference import Reference
     from monitoring.window import Window
 
 
@@ -92,6 +93,29 @@ def performance_dropped(recall_high: float | None, reference_recall: float | Non
     if recall_high is None or reference_recall is None or reference_recall <= 0:
         return False
     return recall_high < policy.min_recall_ratio * reference_recall
+
+
+def recall_drop(frame: pd.DataFrame, reference: Reference, policy: RetrainPolicy) -> dict[str, Any]:
+    """Measured recall at the version's block threshold on the window's labelled rows against the same recall on
+    the version's held-out reference rows: ``dropped`` when even the upper 95 % bound of the window's is below
+    `RetrainPolicy.min_recall_ratio` of the reference's (`performance_dropped`), so a few unlucky frauds never fire
+    it. Rows still waiting for their label do not count."""
+    from monitoring.performance import clopper_pearson
+
+    block = reference.thresholds.block
+    labelled = frame.loc[frame["isFraud"].notna()] if "isFraud" in frame.columns else frame.iloc[0:0]
+    frauds = labelled.loc[labelled["isFraud"].astype(int) == 1, "score"].to_numpy(dtype=np.float64)
+    window = clopper_pearson(int(np.count_nonzero(frauds >= block)), int(frauds.size))
+    held_out = reference.scores
+    ref_frauds = held_out.loc[held_out["isFraud"].astype(int) == 1, "score"].to_numpy(dtype=np.float64)
+    reference_recall = float(np.mean(ref_frauds >= block)) if ref_frauds.size else None
+    return {
+        "dropped": performance_dropped(window.high, reference_recall, policy),
+        "recall": window.value,
+        "recall_high": window.high,
+        "frauds": int(frauds.size),
+        "reference_recall": reference_recall,
+    }
 
 
 def observe(
@@ -254,13 +278,17 @@ def check(
     window: Window,
     now: datetime,
     submit: Submit,
+    reference: Reference | None = None,
 ) -> dict[str, Any]:
     """Feed one judged window to the policy kept in `path`; when it fires, submit training on the window.
+
+    With the version's ``reference``, the window's measured recall (`recall_drop`) is a reason too.
 
     The trigger is saved before anything is submitted, so a run that fails (or a window that cannot be split)
     still starts the cooldown, and its outcome is attached to it afterwards: the submission's result, or the
     error. Returns what the monitor prints: ``triggered``, and the reason and outcome when it fired.
     """
+    recall = recall_drop(window.frame, reference, policy) if reference is not None else None
     state, trigger = observe(
         load(path),
         policy,
@@ -268,11 +296,17 @@ def check(
         drift=result.drift,
         drifted=[c.name for c in result.drifted],
         new_frauds=new_frauds(window.frame),
+        performance_drop=bool(recall and recall["dropped"]),
         window=window.info(),
     )
     save(path, state)
     if trigger is None:
-        return {"triggered": False, "drift_windows": state.drift_windows, "new_frauds": state.new_frauds}
+        return {
+            "triggered": False,
+            "drift_windows": state.drift_windows,
+            "new_frauds": state.new_frauds,
+            "recall": recall,
+        }
     try:
         submitted = submit(training_window(window.frame), trigger.reason)
     except FraudError as exc:

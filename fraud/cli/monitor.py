@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from monitoring.drift import DriftResult
+    from monitoring.reference import Reference
     from monitoring.window import Window
 
 app = typer.Typer(
@@ -307,7 +308,9 @@ def drift(
         output["html"] = str(page)
         output["evidently_html"] = str(evidently_page) if evidently_page else None
     if retrain:
-        output["retrain"] = _retrain(settings, result, window, now, kfp_host, retrain_trials, retrain_families)
+        output["retrain"] = _retrain(
+            settings, result, window, now, kfp_host, retrain_trials, retrain_families, reference=reference
+        )
     if publish:
         from monitoring.publish import publish_drift
 
@@ -356,9 +359,12 @@ def _retrain(
     kfp_host: str | None,
     trials: int = RETRAIN_TRIALS,
     families: str = RETRAIN_FAMILIES,
+    *,
+    reference: Reference | None = None,
 ) -> dict[str, Any]:
-    """Apply the retraining policy to the window (`monitoring.retrain.check`), submitting with the pipeline's
-    submitter (`pipelines.retraining`) and showing its progress."""
+    """Apply the retraining policy to the window (`monitoring.retrain.check`: sustained drift, or the window's
+    measured recall against the reference's), submitting with the pipeline's submitter (`pipelines.retraining`)
+    and showing its progress."""
     from monitoring import retrain
     from pipelines.retraining import submitter
     from pipelines.runner import StepEvent
@@ -384,7 +390,13 @@ def _retrain(
             return submit(training, reason)
 
         return retrain.check(
-            folder / "retrain.json", retrain.RetrainPolicy.from_settings(settings), result, window, now, announced
+            folder / "retrain.json",
+            retrain.RetrainPolicy.from_settings(settings),
+            result,
+            window,
+            now,
+            announced,
+            reference=reference,
         )
 
 

@@ -88,6 +88,31 @@ def test_a_measured_recall_drop_is_a_reason() -> None:
     assert not retrain.performance_dropped(None, 0.5, POLICY)
 
 
+def test_frauds_slipping_under_the_block_threshold_fire_on_measured_recall(world: World) -> None:
+    """No drift needed: a window whose frauds the version no longer blocks (their scores fallen a hundredfold) has
+    a measured recall whose upper bound is far below the reference's, and that alone fires the policy; the same
+    window as served does not."""
+    window = sample(world.month(23), 20_000, 0)
+    healthy = retrain.recall_drop(window, world.reference, POLICY)
+    assert healthy["frauds"] >= 10 and healthy["reference_recall"] > 0.3 and not healthy["dropped"], healthy
+    slipped = window.copy()
+    frauds = slipped["isFraud"] == 1
+    slipped.loc[frauds, "score"] = slipped.loc[frauds, "score"] * 0.01
+    dropped = retrain.recall_drop(slipped, world.reference, POLICY)
+    assert dropped["dropped"] and dropped["recall"] == 0.0, dropped
+    state, trigger = retrain.observe(
+        retrain.RetrainState(),
+        POLICY,
+        now=START,
+        drift=False,
+        drifted=[],
+        new_frauds=dropped["frauds"] + POLICY.min_new_frauds,
+        performance_drop=dropped["dropped"],
+    )
+    assert trigger is not None and "measured recall dropped" in trigger.reason
+    assert state.last_trigger_at == START.isoformat(timespec="seconds")
+
+
 def test_forward_split_puts_fraud_in_every_block() -> None:
     """The row quantiles of this window (70 % / 85 % at steps 70 / 85) leave validation without fraud; the split
     moves its boundaries so that each block the pipeline checks holds one, still forward in time."""
@@ -172,4 +197,4 @@ def test_a_window_that_cannot_be_trained_on_keeps_the_error_and_starts_the_coold
     assert "2 distinct step" in state.triggers[0].result["error"]
     assert not (tmp_path / "data").exists()  # nothing was written or submitted
     later = retrain.check(state_file, policy, drifting, window, START + timedelta(hours=1), submit)
-    assert later == {"triggered": False, "drift_windows": 1, "new_frauds": 2}
+    assert later == {"triggered": False, "drift_windows": 1, "new_frauds": 2, "recall": None}
