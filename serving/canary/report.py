@@ -156,7 +156,10 @@ def _scores_plot(report: dict[str, Any]) -> str:
     ax.set_xlabel("fraud score")
     ax.set_ylabel("share of rows")
     ax.set_title("score distributions over the rollout")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    else:  # a rollout that ended before its first window (e.g. the canary removed by hand)
+        ax.text(0.5, 0.5, "no scores were recorded", transform=ax.transAxes, ha="center", va="center")
     return _png(fig)
 
 
