@@ -53,6 +53,8 @@ CONTROLLER = f"{RELEASE}-canary-controller"
 NEXT_URI = "s3://mlflow-artifacts/1/models/m-5c1d9e3a7b2f4d6e8a0c2e4f6a8b0d2f/artifacts"
 REQUESTS_PER_WINDOW = 20_000
 WINDOW_SECONDS = 60.0
+STEPS = {"steps": (5, 25, 50, 100)}
+"""The controller's spec overrides in every test: the chart's --steps."""
 
 
 @contextmanager
@@ -211,7 +213,7 @@ def assert_report_published(runtime: ClusterRuntime, state: RolloutState, settin
     assert published["mlflow_run"] == f"runs:/{run_id}/canary-report/"
     logged = {Path(f.path).name for f in connect(settings).list_artifacts(run_id, "canary-report")}
     assert {"report.json", "report.html"} <= logged
-    assert runtime.step({"steps": (5, 25, 50, 100)}).to_json() == state.to_json()
+    assert runtime.step(STEPS).to_json() == state.to_json()
     assert runtime.report_locations() == published
     assert json.loads(store.get_bytes(report_dir.child("report.json")))["generated_at"] == report["generated_at"]
 
@@ -292,7 +294,7 @@ def test_controller_promotes_then_rolls_back_the_next_canary(
     candidate = f"{ISVC}-candidate-predictor"
     wait_for(lambda: candidate in deployments(cluster, namespace), "KServe to create the next canary's Deployment")
     stable_before = copy.deepcopy(get_isvc(cluster, namespace)["spec"]["predictor"])
-    state = runtime.step({"steps": (5, 25, 50, 100)})
+    state = runtime.step(STEPS)
     assert (state.phase, state.weight, state.spec.challenger_version) == (Phase.PROGRESSING, 5, "4")
     state, actions = drive(runtime, state, "blocks_5x", cluster, namespace)
     assert [a.kind for a in actions][-1] is ActionKind.ROLLBACK and state.phase is Phase.ROLLED_BACK
@@ -316,6 +318,20 @@ def test_controller_promotes_then_rolls_back_the_next_canary(
     assert get_isvc(cluster, namespace)["spec"] == spec
 
 
+def controller_at_first_step(
+    cluster: Cluster, namespace: str, registry: Settings, tmp_path: Path
+) -> tuple[ClusterRuntime, RolloutState, Path]:
+    """The controller's runtime under a token the API server issued for its ServiceAccount, after its first look
+    started the release's canary at the first step (5 %); with that ServiceAccount's kubeconfig."""
+    kubeconfig = service_account_kubeconfig(cluster, namespace, CONTROLLER, tmp_path / "controller.kubeconfig")
+    as_controller = client.CustomObjectsApi(config.new_client_from_config(config_file=str(kubeconfig)))
+    wait_for(lambda: f"{ISVC}-challenger-predictor" in deployments(cluster, namespace), "the canary Deployment")
+    runtime = ClusterRuntime(registry, namespace, ISVC, api=as_controller)
+    started = runtime.step(STEPS)
+    assert (started.phase, started.weight) == (Phase.PROGRESSING, 5)
+    return runtime, started, kubeconfig
+
+
 def manifest_isvc(release: dict[str, Any]) -> Obj:
     """The InferenceService as Helm rendered it for a revision (its manifest), not as the API server holds it."""
     (isvc,) = [doc for doc in yaml.safe_load_all(release["manifest"]) if doc and doc["kind"] == "InferenceService"]
@@ -330,13 +346,8 @@ def test_helm_upgrade_mid_rollout_keeps_the_controllers_split(
     touching the split or the state; the rollout then goes on from its persisted state to a promotion that registry
     and InferenceService agree on; and an upgrade still enabling the promoted canary is refused, naming what to set."""
     namespace, values = racing_release
-    kubeconfig = service_account_kubeconfig(cluster, namespace, CONTROLLER, tmp_path / "controller.kubeconfig")
-    as_controller = client.CustomObjectsApi(config.new_client_from_config(config_file=str(kubeconfig)))
-    wait_for(lambda: f"{ISVC}-challenger-predictor" in deployments(cluster, namespace), "the canary Deployment")
     # The controller's first look (the chart's command line is run in the test above; here its runtime, in process).
-    runtime = ClusterRuntime(registry, namespace, ISVC, api=as_controller)
-    started = runtime.step({"steps": (5, 25, 50, 100)})
-    assert (started.phase, started.weight) == (Phase.PROGRESSING, 5)
+    runtime, started, _ = controller_at_first_step(cluster, namespace, registry, tmp_path)
     state, actions = drive(runtime, started, "same_model", cluster, namespace, max_actions=1)
     assert [(a.kind, a.weight) for a in actions] == [(ActionKind.SET_WEIGHT, 25)]
     before = get_isvc(cluster, namespace)
@@ -386,13 +397,9 @@ def test_the_controller_answers_changes_made_behind_it(
     `superseded`) and starts a new one from the first step; a canary removed by hand ends the rollout as rolled back
     (tagged), the champion untouched."""
     namespace, values = racing_release
-    kubeconfig = service_account_kubeconfig(cluster, namespace, CONTROLLER, tmp_path / "controller.kubeconfig")
-    as_controller = client.CustomObjectsApi(config.new_client_from_config(config_file=str(kubeconfig)))
     as_admin = client.CustomObjectsApi(cluster.api)
-    wait_for(lambda: f"{ISVC}-challenger-predictor" in deployments(cluster, namespace), "the canary Deployment")
-    runtime = ClusterRuntime(registry, namespace, ISVC, api=as_controller)
-    started = runtime.step({"steps": (5, 25, 50, 100)})
-    assert (started.phase, started.weight, started.spec.challenger_version) == (Phase.PROGRESSING, 5, "3")
+    runtime, started, _ = controller_at_first_step(cluster, namespace, registry, tmp_path)
+    assert started.spec.challenger_version == "3"
 
     # 1. The admin sends 60 % to the canary by hand: the next look restores 5 %, the state unchanged.
     (entry,) = get_isvc(cluster, namespace)["spec"]["canary"]
@@ -400,7 +407,7 @@ def test_the_controller_answers_changes_made_behind_it(
         GROUP, VERSION, namespace, PLURAL, ISVC, {"spec": {"canary": [{**entry, "trafficPercent": 60}]}}
     )
     assert [c["trafficPercent"] for c in get_isvc(cluster, namespace)["spec"]["canary"]] == [60]
-    state = runtime.step({"steps": (5, 25, 50, 100)})
+    state = runtime.step(STEPS)
     isvc = get_isvc(cluster, namespace)
     assert [c["trafficPercent"] for c in isvc["spec"]["canary"]] == [5]
     assert state.to_json() == started.to_json()
@@ -435,7 +442,7 @@ def test_the_controller_answers_changes_made_behind_it(
     as_admin.patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, ISVC, {"spec": {"canary": [{**candidate, "trafficPercent": 0}]}}
     )
-    state = runtime.step({"steps": (5, 25, 50, 100)})
+    state = runtime.step(STEPS)
     assert (state.phase, state.weight) == (Phase.PROGRESSING, 5)
     assert (state.spec.champion_version, state.spec.challenger_version) == ("2", "4")
     assert [c["trafficPercent"] for c in get_isvc(cluster, namespace)["spec"]["canary"]] == [5]
@@ -445,7 +452,7 @@ def test_the_controller_answers_changes_made_behind_it(
 
     # 4. The admin deletes the canary: the rollout ends rolled back, version 4 tagged, the champion still 2.
     as_admin.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, ISVC, {"spec": {"canary": None}})
-    state = runtime.step({"steps": (5, 25, 50, 100)})
+    state = runtime.step(STEPS)
     assert (state.phase, state.pending_action) == (Phase.ROLLED_BACK, None)
     assert "canary" not in get_isvc(cluster, namespace)["spec"]
     assert mlflow.get_model_version(registry.model_name, "4").tags["canary_outcome"] == "rolled_back"
@@ -469,12 +476,7 @@ def test_status_and_a_manual_rollback_from_the_command_line(
     status has the local command's keys with the InferenceService's values; the rollback removes the canary, tags
     the version and publishes the report; a promotion after it is refused, naming why, nothing changed."""
     namespace, _ = racing_release
-    kubeconfig = service_account_kubeconfig(cluster, namespace, CONTROLLER, tmp_path / "controller.kubeconfig")
-    as_controller = client.CustomObjectsApi(config.new_client_from_config(config_file=str(kubeconfig)))
-    wait_for(lambda: f"{ISVC}-challenger-predictor" in deployments(cluster, namespace), "the canary Deployment")
-    runtime = ClusterRuntime(registry, namespace, ISVC, api=as_controller)
-    started = runtime.step({"steps": (5, 25, 50, 100)})
-    assert (started.phase, started.weight) == (Phase.PROGRESSING, 5)
+    runtime, started, kubeconfig = controller_at_first_step(cluster, namespace, registry, tmp_path)
     target = ("--namespace", namespace, "--inference-service", ISVC)
 
     shown = fraudctl(kubeconfig, registry, "canary", "status", "--json", *target)
@@ -510,7 +512,7 @@ def test_status_and_a_manual_rollback_from_the_command_line(
     wait_for(lambda: f"{ISVC}-challenger-predictor" not in deployments(cluster, namespace), "the canary deleted")
     published = runtime.report_locations()
     assert published is not None and published["rollout"] == rollout_key(state) and published["object_store"]
-    assert runtime.step({"steps": (5, 25, 50, 100)}).to_json() == state.to_json()  # the controller agrees
+    assert runtime.step(STEPS).to_json() == state.to_json()  # the controller agrees
 
     refused = fraudctl(kubeconfig, registry, "canary", "promote", *target)
     assert refused.returncode != 0 and "version 3 was rolled back" in refused.stderr
